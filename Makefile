@@ -1,0 +1,41 @@
+# medseg — two commands: `make demo` (set up + run the main job on synthetic data)
+# and `make test` (set up + run the test suite). `make bench` runs the benchmarks.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+
+export PYTHONUNBUFFERED := 1
+
+.PHONY: all setup demo test bench clean distclean
+
+all: test
+
+setup: $(STAMP)
+
+# torch is installed first and pinned: the CPU wheel of 2.13.0 is what this project
+# is built against, and the project's own dependency on torch==2.13.0 keeps pip from
+# replacing it with a CUDA build when monai/lightning are resolved.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(0 if v == '2.13.0' else 'torch %s installed, 2.13.0 required' % v)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m medseg.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/medseg bench --out bench/results.json
+
+clean:
+	rm -rf runs outputs bench .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) data/synthetic data/cache

@@ -1,0 +1,1 @@
+"""Subcommands of the ``medseg`` CLI; each module defines ``register(subparsers)``."""
