@@ -170,6 +170,8 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "merge_tumour": Field(True, _bool, "MSD layout: merge label 2 (tumour) into pancreas"),
         "channels": Field(1, _choice(1, 3), "input channels the network sees (BAGLS RGB frames: 1 = grayscale, 3 = RGB)"),
         "split_seed": Field(0, _int(lo=0), "seed of the subset/split draw (recorded in split.json)"),
+        "split_file": Field(None, _str(optional=True),
+                            "use this split.json instead of drawing one (experiment grids share one)"),
         "cache_dir": Field("data/cache", _str(), "where prepared 2D slices are stored"),
         "augment": Field(True, _bool, "MONAI augmentation on the training set (flips, rotations, scales, intensity)"),
         "num_workers": Field(0, _int(lo=0), "DataLoader worker processes"),

@@ -1,0 +1,120 @@
+"""The LightningDataModule: cached slices → MONAI transforms → DataLoaders.
+
+* ``train``: every axial slice (or frame) of the training cases, shuffled, with
+  the MONAI augmentation of :mod:`medseg.data.transforms`; items are
+  ``{"image": (C, H, W) float32, "label": (1, H, W) float32}``.
+* ``val`` / ``test`` (and ``train`` for the train/test gap): one item per case —
+  ``{"case_id": str, "image": (N, C, H, W) float32, "native_label": (N, Y, X) uint8}``
+  — so metrics are computed per CT scan over the whole volume (or per frame) on
+  the case's native grid.
+
+``prepare_data`` builds the slice cache (rank 0 only under DDP); ``setup`` loads
+the cached arrays into memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from monai.data import DataLoader as MonaiDataLoader
+from torch.utils.data import DataLoader, Dataset
+
+from .cache import SliceCache, prepare
+from .transforms import train_transforms
+
+
+class SliceDataset(Dataset):
+    """All slices of a set of cases, served through MONAI transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform=None):
+        self.images = images  # (N, C, H, W) float16
+        self.labels = labels  # (N, H, W) uint8
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {
+            "image": torch.from_numpy(self.images[i].astype(np.float32)),
+            "label": torch.from_numpy(self.labels[i][None].astype(np.float32)),
+        }
+        return self.transform(item) if self.transform is not None else item
+
+
+class CaseDataset(Dataset):
+    """One item per case (a CT scan or a frame) for evaluation."""
+
+    def __init__(self, cache: SliceCache, case_ids: list[str]):
+        self.cache = cache
+        self.case_ids = list(case_ids)
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        cid = self.case_ids[i]
+        entry = self.cache.load(cid)
+        return {
+            "case_id": cid,
+            "image": torch.from_numpy(entry["image"].astype(np.float32)),
+            "native_label": torch.from_numpy(entry["native_label"]),
+        }
+
+
+def first_item(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate for case loaders (batch size 1): the case itself, unstacked."""
+    return batch[0]
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Serves a split of Pancreas-CT or BAGLS from the slice cache."""
+
+    def __init__(self, cfg: Mapping[str, Any], split: Mapping[str, Any], progress: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.split = split
+        self.progress = progress
+        self.cache = SliceCache(cfg["data"])
+        self.train_set: SliceDataset | None = None
+
+    def prepare_data(self) -> None:
+        prepare(self.cfg, self.split, progress=self.progress)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._slices(self.split["train"], augment=self.cfg["data"]["augment"])
+
+    def _slices(self, case_ids: list[str], augment: bool) -> SliceDataset:
+        images, labels = [], []
+        for cid in case_ids:
+            entry = self.cache.load(cid)
+            images.append(entry["image"])
+            labels.append(entry["label"])
+        transform = train_transforms(augment)
+        # MONAI's random transforms draw from their own RandomState: seed it from
+        # torch so `seed_everything` makes augmentation reproducible.
+        transform.set_random_state(seed=int(torch.initial_seed() % (2**32)))
+        return SliceDataset(np.concatenate(images), np.concatenate(labels), transform)
+
+    def train_dataloader(self) -> DataLoader:
+        workers = self.cfg["data"]["num_workers"]
+        return MonaiDataLoader(
+            self.train_set, batch_size=self.cfg["train"]["batch_size"], shuffle=True,
+            num_workers=workers, persistent_workers=workers > 0, drop_last=False,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def case_dataloader(self, split_name: str) -> DataLoader:
+        workers = min(self.cfg["data"]["num_workers"], 2)
+        return DataLoader(CaseDataset(self.cache, self.split[split_name]), batch_size=1,
+                          shuffle=False, num_workers=workers, collate_fn=first_item)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.case_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.case_dataloader("test")

@@ -1,0 +1,1 @@
+"""Training and evaluation: LightningModule, losses, metrics, run folders, checkpoints."""

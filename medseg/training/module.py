@@ -1,0 +1,109 @@
+"""The LightningModule: one network, its loss, Adam, and per-case evaluation.
+
+Training sees 2D slices; validation and test see whole cases (all slices of a
+CT scan, or one frame), predicted in chunks, resampled to the case's native grid
+and scored there (:mod:`medseg.training.metrics`). ``val_dice`` (mean per-case
+DICE on the validation split) drives the best checkpoint.
+
+Under DDP every rank scores its share of the cases; the per-case rows are
+gathered to every rank and de-duplicated by case id (the distributed sampler
+pads by repeating cases), so each case counts exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pytorch_lightning as pl
+import torch
+
+from ..data.preprocess import predict_slices
+from ..models import build as build_model
+from .checkpoint import in_channels, medseg_metadata, _model_options
+from .losses import build_loss, supervised_loss
+from .metrics import CaseScore, SegmentationScores
+
+
+class SegmentationModule(pl.LightningModule):
+    """U-Net family + regularizer, trained with the protocol's loss and Adam."""
+
+    def __init__(self, cfg: Mapping[str, Any]):
+        super().__init__()
+        self.cfg = cfg
+        m = cfg["model"]
+        self.model = build_model(
+            m["name"], in_channels(cfg), 2, base_channels=m["base_channels"], depth=m["depth"],
+            norm=m["norm"], regularizer=cfg["regularizer"], **_model_options(m),
+        )
+        self.loss = build_loss(cfg["train"]["loss"], cfg["data"]["dataset"])
+        self._rows: list[CaseScore] = []
+        #: per-case rows of the last test run (filled on every rank after gathering)
+        self.test_rows: list[CaseScore] = []
+        self.test_summary: dict[str, Any] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # ------------------------------------------------------------------ train
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.model(batch["image"])
+        loss = supervised_loss(self.loss, out, batch["label"])
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True,
+                 batch_size=batch["image"].shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        t = self.cfg["train"]
+        return torch.optim.Adam(self.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
+                                eps=t["eps"], weight_decay=t["weight_decay"])
+
+    # ------------------------------------------------------------------ eval
+    def _score_case(self, batch: dict[str, Any]) -> None:
+        label = batch["native_label"]
+        pred = predict_slices(self.model, batch["image"], label.shape[-2:],
+                              self.cfg["eval"]["batch_size"])
+        scorer = SegmentationScores(self.cfg["eval"]["empty_score"])
+        self._rows.append(scorer.score(batch["case_id"], pred, label.cpu()))
+
+    def _gathered_scores(self) -> SegmentationScores:
+        rows = self._rows
+        self._rows = []
+        if self.trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            parts: list[list[CaseScore]] = [None] * self.trainer.world_size  # type: ignore[list-item]
+            torch.distributed.all_gather_object(parts, rows)
+            rows = [r for part in parts for r in part]
+        unique: dict[str, CaseScore] = {}
+        for r in rows:
+            unique.setdefault(r.case_id, r)
+        scores = SegmentationScores(self.cfg["eval"]["empty_score"])
+        scores.extend(sorted(unique.values(), key=lambda r: r.case_id))
+        return scores
+
+    def on_validation_epoch_start(self) -> None:
+        self._rows = []
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._score_case(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        s = self._gathered_scores().summary()
+        dice = s["dice_mean"] if s["n_scored"] else 0.0
+        self.log("val_dice", float(dice), prog_bar=True, sync_dist=False, rank_zero_only=False)
+        self.log("val_iou", float(s["iou_mean"] if s["n_scored"] else 0.0), sync_dist=False)
+
+    def on_test_epoch_start(self) -> None:
+        self._rows = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._score_case(batch)
+
+    def on_test_epoch_end(self) -> None:
+        scores = self._gathered_scores()
+        self.test_rows = scores.rows
+        self.test_summary = scores.summary()
+        self.log("test_dice", float(self.test_summary["dice_mean"]))
+        self.log("test_iou", float(self.test_summary["iou_mean"]))
+
+    # ------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["medseg"] = medseg_metadata(self.cfg)
