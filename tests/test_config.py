@@ -1,0 +1,100 @@
+"""Config loading, dotted overrides and validation (medseg.config)."""
+
+from pathlib import Path
+
+import pytest
+
+from medseg.config import apply_overrides, load_config, parse_override, validate
+from medseg.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "cpu").glob("*.yaml")) + sorted((CONFIGS / "paper").glob("*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_run_configs_validate(path):
+    cfg = load_config(path)
+    assert set(cfg) == {"seed", "data", "model", "regularizer", "train", "eval"}
+    assert cfg["model"]["name"] in path.stem
+
+
+def test_paper_configs_follow_the_protocol():
+    p = load_config(CONFIGS / "paper" / "pancreas_unet.yaml")
+    assert p["train"]["epochs"] == 100 and p["data"]["size"] == [512, 512]
+    assert p["data"]["split"] == [8, 2, 2] and p["data"]["window"] == [-100.0, 240.0]
+    assert (p["train"]["lr"], p["train"]["betas"], p["train"]["eps"]) == (1e-3, [0.9, 0.999], 1e-8)
+    b = load_config(CONFIGS / "paper" / "bagls_unet3plus.yaml")
+    assert b["train"]["epochs"] == 30 and b["train"]["loss"] == "ce_dice_ssim"
+    assert b["data"]["train_frames"] == 3000 and b["data"]["size"] == [512, 256]
+
+
+def test_overrides_are_parsed_as_yaml_and_applied():
+    cfg = load_config(CONFIGS / "cpu" / "pancreas_unet.yaml",
+                      ["train.epochs=2", "regularizer.name=heuristic", "regularizer.k=3",
+                       "data.size=96", "train.lr=1e-4", "eval.empty_score=null"])
+    assert cfg["train"]["epochs"] == 2
+    assert cfg["regularizer"] == {"name": "heuristic", "k": 3}
+    assert cfg["data"]["size"] == [96, 96]
+    assert cfg["train"]["lr"] == pytest.approx(1e-4)
+    assert cfg["eval"]["empty_score"] is None
+
+
+def test_parse_override_lists_and_errors():
+    assert parse_override("grid.regularizers=[none,heuristic]") == (["grid", "regularizers"], ["none", "heuristic"])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("train.epochs")
+    with pytest.raises(ConfigError, match="empty key"):
+        parse_override("train..epochs=1")
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.epoch=3", "train.epoch"),
+    ("modle.name=unet", "modle"),
+    ("data.colour=1", "data.colour"),
+])
+def test_unknown_keys_are_rejected_with_the_key_named(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(CONFIGS / "cpu" / "pancreas_unet.yaml", [override])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.epochs=0", "train.epochs"),
+    ("train.epochs=two", "train.epochs"),
+    ("train.batch_size=2.5", "train.batch_size"),
+    ("model.name=vnet", "model.name"),
+    ("data.dataset=lung", "data.dataset"),
+    ("data.window=[240,-100]", "data.window"),
+    ("data.split=[8,2]", "data.split"),
+    ("data.augment=maybe", "data.augment"),
+    ("eval.empty_score=2", "eval.empty_score"),
+    ("data.split=[8,2,4]", "data.split"),  # 14 scans > num_cases 12
+])
+def test_bad_values_are_rejected_with_the_key_named(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(CONFIGS / "cpu" / "pancreas_unet.yaml", [override])
+
+
+def test_regularizer_params_are_checked_by_the_registry():
+    with pytest.raises(ConfigError, match="no parameter 'kk'"):
+        load_config(CONFIGS / "cpu" / "pancreas_unet.yaml", ["regularizer.name=heuristic", "regularizer.kk=1"])
+    with pytest.raises(ConfigError, match="unknown regularizer 'dropall'"):
+        load_config(CONFIGS / "cpu" / "pancreas_unet.yaml", ["regularizer.name=dropall"])
+    with pytest.raises(ConfigError, match="regularizer"):
+        load_config(CONFIGS / "cpu" / "pancreas_unet.yaml", ["regularizer.name=heuristic", "regularizer.rate=1.5"])
+
+
+def test_required_keys_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="data.root"):
+        validate({"data": {"dataset": "pancreas"}})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_apply_overrides_does_not_mutate_input():
+    raw = {"train": {"epochs": 1}}
+    out = apply_overrides(raw, ["train.epochs=4"])
+    assert raw["train"]["epochs"] == 1 and out["train"]["epochs"] == 4
