@@ -1,0 +1,91 @@
+"""End-to-end training and evaluation on tiny synthetic data (medseg.training.run)."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from medseg.cli import main
+from medseg.training.module import SegmentationModule
+from medseg.training.run import evaluate_run, train_run
+
+
+def read_cases(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("which", ["pancreas_run", "bagls_run"])
+def test_run_folder_holds_every_file(which, request):
+    run = request.getfixturevalue(which)
+    for name in ("config.yaml", "split.json", "metrics.json", "cases.csv",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "logs/metrics.csv"):
+        assert (run / name).is_file(), name
+    assert list((run / "logs").glob("events.out.tfevents.*"))
+    split = json.loads((run / "split.json").read_text())
+    rows = read_cases(run / "cases.csv")
+    assert [r["case_id"] for r in rows] == sorted(split["test"])
+    m = json.loads((run / "metrics.json").read_text())
+    dices = [float(r["dice"]) for r in rows]
+    assert m["n_cases"] == len(rows)
+    assert m["dice_mean"] == pytest.approx(sum(dices) / len(dices))
+    assert 0.0 <= m["pooled_dice"] <= 1.0 and "aggregation" in m
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["medseg"]["preprocessing"]["dataset"] == split["dataset"]
+
+
+def test_evaluate_recomputes_the_same_files(pancreas_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(pancreas_run, run)
+    before = (run / "cases.csv").read_text()
+    (run / "cases.csv").unlink()
+    assert main(["evaluate", str(run), "--no-progress"]) == 0
+    assert (run / "cases.csv").read_text() == before
+    assert main(["evaluate", str(run), "--split", "val", "--checkpoint", "last", "--no-progress"]) == 0
+    assert len(read_cases(run / "cases_val.csv")) == 1
+
+
+def test_same_seed_same_cases_different_seed_differs(pancreas_cfg, pancreas_run, tmp_path):
+    same = tmp_path / "same"
+    train_run(pancreas_cfg, same, progress=False)
+    assert (same / "cases.csv").read_text() == (pancreas_run / "cases.csv").read_text()
+    other = tmp_path / "other"
+    train_run({**pancreas_cfg, "seed": 1}, other, progress=False)
+    assert (other / "cases.csv").read_text() != (pancreas_run / "cases.csv").read_text()
+
+
+def test_resume_after_interruption_continues_the_epoch_count(pancreas_cfg, tmp_path, monkeypatch):
+    cfg = {**pancreas_cfg, "train": {**pancreas_cfg["train"], "epochs": 2}}
+    run = tmp_path / "resume"
+    real_step = SegmentationModule.training_step
+
+    def dying_step(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 0:
+            raise RuntimeError("simulated crash in epoch 2")
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SegmentationModule, "training_step", dying_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_run(cfg, run, progress=False)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+    assert not (run / "metrics.json").exists()
+    monkeypatch.setattr(SegmentationModule, "training_step", real_step)
+    starts = []
+    real_start = SegmentationModule.on_train_epoch_start
+    monkeypatch.setattr(SegmentationModule, "on_train_epoch_start",
+                        lambda self: (starts.append(self.current_epoch), real_start(self))[1])
+    train_run(cfg, run, resume=True, progress=False)
+    assert starts == [1]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert (run / "metrics.json").is_file()
+
+
+def test_train_cli_refuses_to_overwrite_and_names_the_folder(pancreas_run, capsys):
+    cfg_args = ["--config", str(pancreas_run / "config.yaml")]
+    code = main(["train", *cfg_args, "--out", str(pancreas_run)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(pancreas_run) in err and "--force" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
