@@ -1,0 +1,108 @@
+"""Input-level regularizers: Cutout and input dropout.
+
+Both have placement ``"input"``: the blocks' slots stay empty and the model applies
+the module once to the network input (B, C_in, H, W) before the first conv, in
+training mode only (evaluation mode: the input tensor itself, no random numbers).
+The segmentation labels are never touched. Randomness comes from torch's global
+generator.
+
+* ``cutout`` — DeVries & Taylor, *Improved Regularization of Convolutional Neural
+  Networks with Cutout*, arXiv 1708.04552, 2017 (seed 004): for every image, zero
+  ``holes`` squares of side ``s = max(1, round(size · min(H, W)))`` across all
+  channels. Each square's centre ``(cy, cx)`` is uniform over the image and the
+  square covers rows ``[cy − ⌊s/2⌋, cy − ⌊s/2⌋ + s)`` and the same columns, clipped to
+  the image — the paper lets the patch extend past the border (so near the border
+  less than ``s²`` pixels are zeroed), which it found important. No rescaling.
+  Defaults: ``holes = 1``, ``size = 0.25`` (¼ of the side, as the paper's 8 px
+  squares on 32 px CIFAR-100 images; it used 16 px, ½, on CIFAR-10).
+* ``input_dropout`` — *Dropout Regularization for Automatic Segmented Dental Images*,
+  ACIIDS 2021 (seed 001): a dropout layer between the input and the first hidden
+  layer, rate 0.3. Keras' ``Dropout`` as used there is inverted dropout:
+  ``y = x · m / (1 − p)``, ``m ~ Bernoulli(1 − p)`` i.i.d. per input pixel and channel.
+  Default ``p = 0.3``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._validate import check_int, check_real
+from .base import Regularizer
+from .registry import register
+
+
+def cutout_mask(batch: int, height: int, width: int, holes: int, side: int,
+                device=None) -> torch.Tensor:
+    """Boolean (batch, 1, height, width) mask, True inside the union of ``holes``
+    random ``side × side`` squares per image (centres uniform, clipped at the border)."""
+    cy = torch.randint(0, height, (batch, holes, 1, 1), device=device)
+    cx = torch.randint(0, width, (batch, holes, 1, 1), device=device)
+    y0, x0 = cy - side // 2, cx - side // 2
+    ys = torch.arange(height, device=device).view(1, 1, height, 1)
+    xs = torch.arange(width, device=device).view(1, 1, 1, width)
+    inside = (ys >= y0) & (ys < y0 + side) & (xs >= x0) & (xs < x0 + side)
+    return inside.any(dim=1, keepdim=True)
+
+
+@register("cutout")
+class Cutout(Regularizer):
+    """Cutout (DeVries & Taylor 2017): zero ``holes`` random squares of side
+    ``size · min(H, W)`` in every input image (all channels); labels unchanged.
+
+    Args:
+        holes: number of squares per image (integer ≥ 1; they may overlap). Default 1.
+        size: side of a square as a fraction of the shorter image side, in (0, 1].
+            Default 0.25.
+
+    Shapes: (B, C_in, H, W) → same. Evaluation mode: identity.
+    """
+
+    placement = "input"
+
+    def __init__(self, holes: int = 1, size: float = 0.25):
+        super().__init__()
+        self.holes = check_int("holes", holes, 1)
+        self.size = check_real("size", size, 0.0, 1.0, low_open=True)
+
+    def side(self, height: int, width: int) -> int:
+        """Side in pixels of a square for an ``height × width`` image."""
+        return max(1, round(self.size * min(height, width)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        if x.dim() != 4:
+            raise ValueError(f"cutout expects (B, C, H, W) input, got shape {tuple(x.shape)}")
+        B, _, H, W = x.shape
+        hole = cutout_mask(B, H, W, self.holes, self.side(H, W), device=x.device)
+        return x.masked_fill(hole, 0)
+
+    def extra_repr(self) -> str:
+        return f"holes={self.holes}, size={self.size:g}"
+
+
+@register("input_dropout")
+class InputDropout(Regularizer):
+    """Dropout on the network input (ACIIDS 2021 dental-segmentation paper): zero each
+    input value i.i.d. with probability ``p``, scale the rest by ``1/(1 − p)``.
+
+    Args:
+        p: drop probability, in [0, 1). Default 0.3; 0 is the identity.
+
+    Shapes: (B, C_in, H, W) → same. Evaluation mode: identity.
+    """
+
+    placement = "input"
+
+    def __init__(self, p: float = 0.3):
+        super().__init__()
+        self.p = check_real("p", p, 0.0, 1.0, high_open=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return F.dropout(x, self.p, training=True)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}"
