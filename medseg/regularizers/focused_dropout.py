@@ -1,0 +1,88 @@
+"""FocusedDropout (Xie et al., 2021).
+
+*FocusedDropout for Convolutional Neural Network*, Xie et al., arXiv:2103.15425
+(2021); journal version in Applied Sciences 12(15):7682 (2022).
+A non-random dropout: instead of dropping influential units it keeps the units
+most likely to belong to the target and drops all others, in a small share of the
+batches only (the paper: "10 % of batches employing FocusedDropout").
+
+For an input ``x`` of shape (B, C, H, W), in training mode:
+
+1. **Participation** — one draw ``u ~ U(0, 1)`` per forward call; the call is a
+   FocusedDropout batch only when ``u < participation`` (default 0.1), otherwise
+   ``x`` is returned unchanged. Each slot of a model draws independently (the paper
+   chooses batches for the whole network; a slot cannot see the others).
+2. **Reference channel** per sample ``b``: ``c* = argmax_c mean_{h,w} x[b, c]``
+   (the channel with the highest global-average activation, float32).
+3. **Threshold** per sample: ``τ_b = ρ_b · max_{h,w} x[b, c*]`` with a random ratio
+   ``ρ_b ~ U(low, high)``, ``[low, high] = [0.6, 0.9]`` as in the paper. (Public
+   implementations draw ρ per pixel instead; we draw one ratio per sample, which
+   gives one contiguous "preferred area" per sample, as the paper's figure shows.)
+4. **Mask** shared by all channels of the sample (CNN spatial invariance):
+   ``m_b[h, w] = 1 if x[b, c*, h, w] > τ_b else 0``; output ``y[b, c] = x[b, c] ⊙ m_b``
+   for every channel ``c``. No rescaling (the paper keeps the focused units as they
+   are). If ``max x[b, c*] ≤ 0`` no focus area exists and the sample is unchanged.
+
+So in a participating call a unit is kept iff its position is where the reference
+channel exceeds ``τ_b`` (between 60 % and 90 % of its peak); the dropped fraction is
+data dependent, the *share of affected batches* is ``participation``. The mask
+carries no gradient: the gradient is 1 on kept units and exactly 0 on dropped ones.
+The paper also raises the weight decay while using FocusedDropout; that is a
+training choice outside this module. Evaluation mode: identity.
+Defaults: ``participation=0.1``, ``low=0.6``, ``high=0.9``.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import torch
+
+from ._sampling import statistics_mode, stats_dtype
+from .base import Regularizer
+from .registry import register
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+@register("focused_dropout")
+class FocusedDropout(Regularizer):
+    """FocusedDropout: keep where the highest-mean channel is high, drop elsewhere."""
+
+    def __init__(self, participation: float = 0.1, low: float = 0.6, high: float = 0.9):
+        super().__init__()
+        if not _is_number(participation) or not 0.0 <= participation <= 1.0:
+            raise ValueError(f"participation must be a number in [0, 1], got {participation!r}")
+        if not _is_number(low) or not _is_number(high) or not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"low and high must satisfy 0 <= low <= high <= 1, "
+                             f"got low={low!r}, high={high!r}")
+        self.participation = float(participation)
+        self.low = float(low)
+        self.high = float(high)
+
+    def extra_repr(self) -> str:
+        return f"participation={self.participation}, low={self.low}, high={self.high}"
+
+    @torch.no_grad()
+    def spatial_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, 1, H, W) boolean keep mask of a participating call."""
+        B = x.shape[0]
+        dev = x.device
+        with statistics_mode(dev):
+            dtype = stats_dtype(x.dtype)
+            ref = torch.mean(x, dim=(2, 3), dtype=dtype).argmax(dim=1)  # (B,)
+            ref_map = x[torch.arange(B, device=dev), ref].to(dtype)  # (B, H, W)
+            peak = ref_map.amax(dim=(1, 2))  # (B,)
+            ratio = self.low + (self.high - self.low) * torch.rand(B, device=dev, dtype=dtype)
+            keep = ref_map > (ratio * peak)[:, None, None]
+            keep |= (peak <= 0)[:, None, None]
+            return keep[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.participation == 0.0:
+            return x
+        if self.participation < 1.0 and torch.rand(()).item() >= self.participation:
+            return x
+        return x * self.spatial_mask(x).to(x.dtype)
