@@ -1,0 +1,323 @@
+"""Reading CT volumes: a DICOM series anywhere below a folder, one DICOM file, or NIfTI.
+
+DICOM (PS3.3 C.7.6.2, Image Plane module):
+
+* the series is found wherever it lies below the given folder (downloads of
+  Pancreas-CT nest it as ``<patient>/<study uid>/<series uid>/`` with varying
+  depth); several series below one folder are an error — pass the series folder;
+* slices are ordered by ImagePositionPatient projected on the slice normal
+  ``n = row × column`` of ImageOrientationPatient (file names and InstanceNumber
+  are not trusted);
+* HU = stored value · RescaleSlope + RescaleIntercept, per slice;
+* the geometry is what SimpleITK's ``ImageSeriesReader`` reports for the series
+  sorted the same way: origin = position of the first slice, spacing =
+  (PixelSpacing[1], PixelSpacing[0], mean slice distance), direction columns =
+  (row cosine, column cosine, n).
+
+Headers and native (uncompressed) pixel data are read with pydicom; compressed
+transfer syntaxes are decoded by SimpleITK/GDCM. NIfTI and other formats ITK
+knows are read with SimpleITK (LPS geometry, NIfTI ``scl_slope``/``scl_inter``
+applied by ITK). Problems raise :class:`~medseg.errors.DataError` naming the
+file: not a DICOM file among the slices, a truncated file, NaN voxels, …
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import DataError
+from .geometry import Geometry
+
+# ITK prints warnings (e.g. "Non uniform sampling") straight to stderr; our own
+# checks report problems as one-line errors instead.
+sitk.ProcessObject_SetGlobalWarningDisplay(False)
+
+#: suffixes read with SimpleITK rather than as DICOM
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+#: SOP classes that may sit next to the slices without being slices
+_NON_IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.1.3.10",        # Media Storage Directory (DICOMDIR)
+    "1.2.840.10008.5.1.4.1.1.88",  # Structured reports
+    "1.2.840.10008.5.1.4.1.1.481",  # RT objects (RTSTRUCT, RTPLAN, …)
+    "1.2.840.10008.5.1.4.1.1.11",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.66",  # raw data, registration, segmentation-as-SR
+    "1.2.840.10008.5.1.4.1.1.104",  # encapsulated PDF/CDA
+)
+
+#: a slice's distance to its neighbour may deviate this much (fraction of the mean)
+_SPACING_TOLERANCE = 0.1
+
+
+def is_volume_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` names a NIfTI/MetaImage/NRRD file (by its suffix)."""
+    name = Path(path).name.lower()
+    return any(name.endswith(s) for s in VOLUME_SUFFIXES)
+
+
+def _sitk_message(exc: Exception) -> str:
+    """The informative line of a SimpleITK exception (they span several lines)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR:" in ln:
+            return ln.split("ERROR:", 1)[1].strip()
+    return lines[-1] if lines else type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- files
+def read_sitk_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
+    """``sitk.ReadImage`` with one-line errors naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: {what} file not found")
+    if not p.is_file():
+        raise DataError(f"{p}: not a file")
+    try:
+        return sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        raise DataError(f"{p}: unreadable or truncated {what} file ({_sitk_message(exc)})") from None
+
+
+def sitk_to_volume(img: sitk.Image, path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """(Z, Y, X) array and geometry of a 2D/3D (or 4D with one time point) image."""
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(f"{path}: expected a scalar volume, found "
+                        f"{img.GetNumberOfComponentsPerPixel()} components per voxel")
+    if img.GetDimension() == 4:
+        if img.GetSize()[3] != 1:
+            raise DataError(f"{path}: expected a 3D volume, found 4D with {img.GetSize()[3]} time points")
+        img = img[:, :, :, 0]
+    if img.GetDimension() not in (2, 3):
+        raise DataError(f"{path}: expected a 3D volume, found {img.GetDimension()}D")
+    arr = sitk.GetArrayFromImage(img)
+    if arr.ndim == 2:
+        arr = arr[None]
+    return arr, Geometry.from_sitk(img)
+
+
+def read_volume_file(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """A NIfTI (or other ITK) CT volume as float32 (Z, Y, X) and its geometry."""
+    arr, geom = sitk_to_volume(read_sitk_image(path, "volume"), path)
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise DataError(f"{path}: volume contains {bad} NaN/infinite voxels")
+    return arr, geom
+
+
+# ----------------------------------------------------------------------------- DICOM
+@dataclass
+class _Slice:
+    path: Path
+    ds: object  # pydicom Dataset
+
+
+def _read_dicom(path: Path):
+    """pydicom Dataset of ``path``; None if the file is not DICOM at all."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(path))
+    except InvalidDicomError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a damaged file
+        raise DataError(f"{path}: unreadable or truncated DICOM file ({type(exc).__name__})") from None
+
+
+def _is_non_image(ds) -> bool:
+    sop = str(getattr(ds, "SOPClassUID", "") or "")
+    if not sop and getattr(ds, "file_meta", None) is not None:
+        sop = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    return bool(sop) and sop.startswith(_NON_IMAGE_SOP_PREFIXES) and "PixelData" not in ds
+
+
+def _transfer_syntax(ds):
+    meta = getattr(ds, "file_meta", None)
+    return None if meta is None else meta.get("TransferSyntaxUID")
+
+
+def _check_slice(path: Path, ds) -> None:
+    """Raise DataError unless ``ds`` is a complete single-frame image slice."""
+    for tag in ("Rows", "Columns", "BitsAllocated", "PixelRepresentation"):
+        if tag not in ds:
+            raise DataError(f"{path}: truncated or incomplete DICOM file (no {tag})")
+    if "PixelData" not in ds:
+        raise DataError(f"{path}: truncated or incomplete DICOM file (no pixel data)")
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) != 1:
+        raise DataError(f"{path}: multi-frame DICOM files are not supported in a series")
+    if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1:
+        raise DataError(f"{path}: not a grayscale CT slice (SamplesPerPixel={ds.SamplesPerPixel})")
+    ts = _transfer_syntax(ds)
+    if ts is None or not ts.is_compressed:
+        expected = int(ds.Rows) * int(ds.Columns) * int(ds.BitsAllocated) // 8
+        got = len(ds.PixelData)
+        if got < expected:
+            raise DataError(f"{path}: truncated DICOM file (pixel data has {got} of {expected} bytes)")
+
+
+def _slice_pixels(path: Path, ds) -> np.ndarray:
+    """HU of one slice, (Y, X) float32: stored · RescaleSlope + RescaleIntercept."""
+    ts = _transfer_syntax(ds)
+    if ts is not None and ts.is_compressed:
+        try:  # GDCM decodes JPEG/JPEG-LS/RLE/J2K; it applies the rescale itself
+            img = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            raise DataError(f"{path}: cannot decode compressed DICOM ({_sitk_message(exc)})") from None
+        return sitk.GetArrayFromImage(img).reshape(int(ds.Rows), int(ds.Columns)).astype(np.float32)
+    try:
+        stored = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path}: unreadable pixel data ({str(exc).splitlines()[0][:120]})") from None
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    out = stored.astype(np.float32)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+    return out
+
+
+def _orientation(path: Path, ds) -> np.ndarray:
+    iop = getattr(ds, "ImageOrientationPatient", None)
+    if iop is None or len(iop) != 6:
+        return np.array([1.0, 0, 0, 0, 1.0, 0])  # ITK's default for a missing IOP
+    return np.asarray([float(v) for v in iop])
+
+
+def _geometry(slices: list[_Slice], normal: np.ndarray, iop: np.ndarray,
+              positions: np.ndarray) -> Geometry:
+    first = slices[0].ds
+    ps = getattr(first, "PixelSpacing", None)
+    row_spacing, col_spacing = (float(ps[0]), float(ps[1])) if ps is not None else (1.0, 1.0)
+    if len(slices) > 1:
+        z = float((positions[-1] - positions[0]) / (len(slices) - 1))
+    else:
+        z = float(getattr(first, "SpacingBetweenSlices", 0) or getattr(first, "SliceThickness", 0) or 1.0)
+    ipp = getattr(first, "ImagePositionPatient", None)
+    origin = tuple(float(v) for v in ipp) if ipp is not None else (0.0, 0.0, 0.0)
+    row, col = iop[:3], iop[3:]
+    d = np.stack([row, col, normal], axis=1)  # columns: x, y, z axis directions
+    return Geometry(origin, (col_spacing, row_spacing, z), tuple(d.ravel()),
+                    (int(first.Columns), int(first.Rows), len(slices)))
+
+
+def find_dicom_files(folder: str | os.PathLike) -> list[tuple[Path, object]]:
+    """Every DICOM image slice below ``folder`` with its dataset.
+
+    A non-DICOM file in a folder that holds slices is an error naming that file;
+    folders without any DICOM file are ignored, as are hidden files and
+    non-image DICOM objects (DICOMDIR, reports, RT structures).
+    """
+    root = Path(folder)
+    found: list[tuple[Path, object]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files = sorted(f for f in filenames if not f.startswith("."))
+        if not files:
+            continue
+        here: list[tuple[Path, object]] = []
+        strangers: list[Path] = []
+        for name in files:
+            p = Path(dirpath) / name
+            if is_volume_file(p):
+                strangers.append(p)
+                continue
+            ds = _read_dicom(p)
+            if ds is None:
+                strangers.append(p)
+            elif not _is_non_image(ds):
+                here.append((p, ds))
+        if here and strangers:
+            raise DataError(f"{strangers[0]}: not a DICOM file (found among the slices in {dirpath})")
+        found.extend(here)
+    return found
+
+
+def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """The one DICOM series below ``folder`` as float32 HU (Z, Y, X) and its geometry."""
+    root = Path(folder)
+    if not root.exists():
+        raise DataError(f"{root}: folder not found")
+    files = find_dicom_files(root)
+    if not files:
+        raise DataError(f"{root}: empty folder (no DICOM files below it)")
+    series: dict[str, list[_Slice]] = {}
+    for p, ds in files:
+        _check_slice(p, ds)
+        series.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append(_Slice(p, ds))
+    if len(series) > 1:
+        raise DataError(f"{root}: {len(series)} DICOM series found below this folder; "
+                        f"pass the folder of the one to read")
+    slices = next(iter(series.values()))
+    return _assemble(root, slices)
+
+
+def _assemble(root: Path, slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
+    iop = _orientation(slices[0].path, slices[0].ds)
+    row, col = iop[:3], iop[3:]
+    normal = np.cross(row, col)
+    rows, cols = int(slices[0].ds.Rows), int(slices[0].ds.Columns)
+    for s in slices[1:]:
+        if (int(s.ds.Rows), int(s.ds.Columns)) != (rows, cols):
+            raise DataError(f"{s.path}: slice is {s.ds.Rows}×{s.ds.Columns} pixels, the series "
+                            f"is {rows}×{cols}")
+        if not np.allclose(_orientation(s.path, s.ds), iop, atol=1e-3):
+            raise DataError(f"{s.path}: ImageOrientationPatient differs from the rest of the series")
+    if len(slices) > 1:
+        for s in slices:
+            if getattr(s.ds, "ImagePositionPatient", None) is None:
+                raise DataError(f"{s.path}: DICOM slice has no ImagePositionPatient; cannot order slices")
+    positions = np.array([float(np.dot([float(v) for v in s.ds.ImagePositionPatient], normal))
+                          if len(slices) > 1 else 0.0 for s in slices])
+    order = np.argsort(positions, kind="stable")
+    slices = [slices[i] for i in order]
+    positions = positions[order]
+    if len(slices) > 1:
+        gaps = np.diff(positions)
+        dup = np.flatnonzero(gaps < 1e-4)
+        if dup.size:
+            raise DataError(f"{slices[dup[0] + 1].path}: two slices at the same position as "
+                            f"{slices[dup[0]].path.name}")
+        mean = (positions[-1] - positions[0]) / (len(slices) - 1)
+        worst = int(np.argmax(np.abs(gaps - mean)))
+        if abs(gaps[worst] - mean) > _SPACING_TOLERANCE * mean:
+            raise DataError(f"{root}: slice spacing is not uniform (gap of {gaps[worst]:.3g} mm "
+                            f"before {slices[worst + 1].path.name}, mean {mean:.3g} mm); "
+                            f"a slice may be missing")
+    volume = np.empty((len(slices), rows, cols), dtype=np.float32)
+    for k, s in enumerate(slices):
+        volume[k] = _slice_pixels(s.path, s.ds)
+    return volume, _geometry(slices, normal, iop, positions)
+
+
+def read_dicom_file(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """One DICOM slice as a one-slice volume."""
+    p = Path(path)
+    ds = _read_dicom(p)
+    if ds is None:
+        raise DataError(f"{p}: not a DICOM file")
+    _check_slice(p, ds)
+    return _assemble(p.parent, [_Slice(p, ds)])
+
+
+def read_ct_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """A CT volume as float32 HU (Z, Y, X) and its geometry.
+
+    ``path`` is a folder with a DICOM series anywhere below it, a single DICOM
+    file (a one-slice volume), or a NIfTI/ITK volume file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: image not found")
+    if p.is_dir():
+        return read_dicom_series(p)
+    if is_volume_file(p):
+        return read_volume_file(p)
+    return read_dicom_file(p)
