@@ -1,0 +1,51 @@
+"""``medseg predict`` — masks for new scans/frames from a trained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLES = """examples:
+  medseg predict --checkpoint runs/pancreas_unet_none_seed0/checkpoints/best.ckpt \\
+      --output out/ Pancreas-CT/PANCREAS_0001 scan.nii.gz --overlay
+  medseg predict --checkpoint runs/bagls_unet_none_seed0/checkpoints/best.ckpt \\
+      --output out/ data/synthetic/bagls/test
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import HelpFormatter
+    from ..predict import INPUT_RULES
+
+    p = sub.add_parser(
+        "predict", help="predict masks for new scans or frames",
+        description="Predict segmentation masks with a trained checkpoint. The checkpoint carries "
+        "its preprocessing (HU window or channels, slice size), so inputs are read and "
+        "preprocessed exactly as in training and evaluation; masks come back on each input's own "
+        "grid. The checkpoint is opened with torch.load(weights_only=True): a file that would run "
+        "code is refused.",
+        epilog=INPUT_RULES + "\n\n" + EXAMPLES, formatter_class=HelpFormatter)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="DICOM series folder, DICOM file, NIfTI file, PNG/JPEG frame, or a folder "
+                   "of those (rules below)")
+    p.add_argument("--checkpoint", required=True, type=Path,
+                   help="a medseg checkpoint, e.g. RUN_DIR/checkpoints/best.ckpt")
+    p.add_argument("--output", required=True, type=Path, help="folder for the masks (created)")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png per input")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="slices per forward pass (default: the checkpoint's eval.batch_size)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the network runs (auto: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..predict import format_report, predict
+
+    report = predict(args.checkpoint, args.inputs, args.output, force=args.force,
+                     overlay=args.overlay, batch_size=args.batch_size, device=args.device,
+                     progress=not args.no_progress)
+    print(format_report(report))
+    return 0
