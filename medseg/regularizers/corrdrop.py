@@ -39,6 +39,9 @@ bias towards dropping less-correlated units is strongest in deep, small stages.
 3, ``ceil_mode`` so ``H' = ceil(H/k)``); every pooled position is a unit whose feature is
 its C-vector. The pooled keep mask (B, 1, H', W') is nearest-upsampled by k (each
 dropped unit becomes a k×k block), cropped to H×W and multiplied into every channel.
+On small maps the block is clipped to ``min(H, W) // 2`` (at least 1) so that at
+least 2×2 units remain (our adaptation of DropBlock's clipping: with a single pooled
+unit there is nothing to correlate and nothing would ever be dropped).
 The drop rate ``p`` applies to the pooled units (the paper's adjusted rate): when k
 divides H and W the dropped fraction of the feature map equals that of the pooled map;
 otherwise the edge blocks are cropped. The N×N correlation is only ever built on the
@@ -145,11 +148,16 @@ class SpatialCorrDrop(Regularizer):
     def extra_repr(self) -> str:
         return f"p={self.p}, block_size={self.block_size}"
 
+    def effective_block(self, H: int, W: int) -> int:
+        """``block_size`` clipped to ``min(H, W) // 2`` (at least 1), so the pooled map
+        keeps ≥ 2 units along its shorter side (one unit has no correlation to rank)."""
+        return max(1, min(self.block_size, min(H, W) // 2))
+
     @torch.no_grad()
     def keep_mask(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, 1, H, W) multiplier: rescale factor where kept, 0 where dropped."""
         B, C, H, W = x.shape
-        k = self.block_size
+        k = self.effective_block(H, W)
         with statistics_mode(x.device):
             dtype = stats_dtype(x.dtype)
             pooled = F.avg_pool2d(x, kernel_size=k, stride=k, ceil_mode=True).to(dtype)

@@ -412,6 +412,18 @@ def test_corrdrop_spatial_prefers_dropping_less_correlated_blocks():
     assert lo - hi > Z * math.sqrt((lo * (1 - lo) + hi * (1 - hi)) / B)
 
 
+def test_corrdrop_spatial_clips_the_block_on_small_maps():
+    # 3×3 map with block 3: clipped to block 1, N = 9 units, mean rate still p
+    # (Var ≤ p / N per sample, as above; no candidates has probability ≈ 9**-9).
+    B, N, p = 4000, 9, 0.1
+    module = SpatialCorrDrop(p=p, block_size=3).train()
+    assert module.effective_block(3, 3) == 1 and module.effective_block(6, 9) == 3
+    torch.manual_seed(24)
+    y = module(positive_input(B, 4, 3, 3))
+    frac = (y[:, 0] == 0).double().mean().item()
+    assert abs(frac - p) < tolerance(p / N, B)
+
+
 def test_corrdrop_spatial_handles_sizes_not_divisible_by_the_block():
     x = positive_input(3, 4, 7, 11)
     torch.manual_seed(19)
