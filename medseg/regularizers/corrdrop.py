@@ -18,18 +18,18 @@ everything; its ``F`` is 0).
 
 * normalise the scores, ``w_i = exp(F_i) / Σ_j exp(F_j)`` (softmax over the units —
   the paper only states that ``F`` is normalised into (0, 1); the softmax is the
-  normalisation of the public CorrDrop code), and draw a correlation mask
+  normalisation of a public CorrDrop implementation), and draw a correlation mask
   ``M_i ~ Bernoulli(w_i)``: units with ``M_i = 0`` — probability ``1 − w_i``, larger
   for less-correlated units — are drop *candidates*;
 * draw ``B_i ~ Bernoulli(γ)``, ``γ = min(1, p · N / #candidates)`` and drop unit ``i``
   iff it is a candidate and ``B_i = 1``. So ``E[#dropped] = p · N`` whenever
   ``#candidates ≥ p·N`` (i.e. the mean drop rate is ``p``), and a unit is dropped with
-  probability proportional to ``1 − w_i``. (γ is computed per sample; the public code
-  uses one γ for the whole batch.) For very few units the weights are large and
+  probability proportional to ``1 − w_i``. (γ is computed per sample; that
+  implementation uses one γ for the whole batch.) For very few units the weights are large and
   candidates can run out (N = 2: no candidate with probability 1/4), so the rate is
   below ``p`` there; with one unit (N = 1) its weight is 1 and nothing is dropped.
 * the kept units are rescaled by ``numel(mask) / sum(mask)`` over the whole batch
-  (the DropBlock rule used by the paper's code).
+  (the DropBlock rule, also used by that implementation).
 
 Note the softmax makes the preference mild when N is large (all ``w_i ≈ 1/N``): the
 bias towards dropping less-correlated units is strongest in deep, small stages.

@@ -15,13 +15,15 @@ For an input ``x`` of shape (B, C, H, W), in training mode:
 2. **Reference channel** per sample ``b``: ``c* = argmax_c mean_{h,w} x[b, c]``
    (the channel with the highest global-average activation, float32).
 3. **Threshold** per sample: ``τ_b = ρ_b · max_{h,w} x[b, c*]`` with a random ratio
-   ``ρ_b ~ U(low, high)``, ``[low, high] = [0.6, 0.9]`` as in the paper. (Public
-   implementations draw ρ per pixel instead; we draw one ratio per sample, which
-   gives one contiguous "preferred area" per sample, as the paper's figure shows.)
+   ``ρ_b ~ U(low, high)``, ``[low, high] = [0.6, 0.9]`` (the range of the public
+   re-implementations of the paper; the formula images were not readable to us).
+   Those re-implementations draw ρ per pixel; we draw one ratio per sample, a single
+   threshold that cuts one coherent "preferred area" out of the reference channel
+   (our choice, documented here).
 4. **Mask** shared by all channels of the sample (CNN spatial invariance):
    ``m_b[h, w] = 1 if x[b, c*, h, w] > τ_b else 0``; output ``y[b, c] = x[b, c] ⊙ m_b``
-   for every channel ``c``. No rescaling (the paper keeps the focused units as they
-   are). If ``max x[b, c*] ≤ 0`` no focus area exists and the sample is unchanged.
+   for every channel ``c``. No rescaling (the kept units pass unchanged, as in the
+   re-implementations). If ``max x[b, c*] ≤ 0`` no focus area exists and the sample is unchanged.
 
 So in a participating call a unit is kept iff its position is where the reference
 channel exceeds ``τ_b`` (between 60 % and 90 % of its peak); the dropped fraction is

@@ -32,9 +32,9 @@ Per sample ``b`` of an input ``x`` of shape (B, C, H, W), in training mode:
 4. **Rescaling** of the kept channels, per sample (``rescale``):
 
    * ``"score"`` (default): ``α = Σ_c s⁺_c / Σ_{c kept} s⁺_c`` with ``s⁺ = max(s, 0)``
-     — the total GAP activation of the sample is preserved exactly (this is the
-     rescale of the public WCD implementations; the paper only says the kept channels
-     are rescaled). If the kept channels carry no positive score, ``α = C / M``.
+     — the total GAP activation of the sample is preserved exactly (the rescale of
+     a public WCD re-implementation; the paper's text we could read only says the kept
+     channels are rescaled). If the kept channels carry no positive score, ``α = C / M``.
    * ``"count"``: ``α = C / M`` (the Spatial-Dropout rule ``1/keep_ratio``).
 
 Expected fraction of dropped channels per sample: ``(1 − keep_ratio) · apply_prob``
