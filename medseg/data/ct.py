@@ -100,12 +100,33 @@ def sitk_to_volume(img: sitk.Image, path: str | os.PathLike) -> tuple[np.ndarray
     return arr, Geometry.from_sitk(img)
 
 
+def nifti_nonfinite_count(path: str | os.PathLike) -> int:
+    """NaN/inf voxels stored in a floating-point NIfTI file (0 for other files).
+
+    ITK's NIfTI reader silently turns NaN into 0, so the stored values are
+    checked with nibabel; integer NIfTI files cannot hold NaN and are skipped.
+    """
+    name = Path(path).name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return 0
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        if img.get_data_dtype().kind not in "fc":
+            return 0
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001 - SimpleITK read it; report nibabel's view
+        raise DataError(f"{path}: unreadable or truncated NIfTI file ({type(exc).__name__})") from None
+    return int(data.size - np.count_nonzero(np.isfinite(data)))
+
+
 def read_volume_file(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     """A NIfTI (or other ITK) CT volume as float32 (Z, Y, X) and its geometry."""
     arr, geom = sitk_to_volume(read_sitk_image(path, "volume"), path)
     arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
+    bad = max(nifti_nonfinite_count(path), int(arr.size - np.count_nonzero(np.isfinite(arr))))
+    if bad:
         raise DataError(f"{path}: volume contains {bad} NaN/infinite voxels")
     return arr, geom
 

@@ -26,7 +26,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import DataError
-from .ct import read_ct_volume, read_sitk_image, sitk_to_volume
+from .ct import nifti_nonfinite_count, read_ct_volume, read_sitk_image, sitk_to_volume
 from .geometry import Geometry
 
 #: label values a pancreas label may hold (MSD: 2 = tumour)
@@ -118,8 +118,9 @@ def read_label(label_path: str | os.PathLike, image_geometry: Geometry, *, case_
     path = Path(label_path)
     arr, geom = sitk_to_volume(read_sitk_image(path, "label"), path)
     if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise DataError(f"{path}: label contains NaN/infinite voxels")
+        bad = max(nifti_nonfinite_count(path), int(arr.size - np.count_nonzero(np.isfinite(arr))))
+        if bad:
+            raise DataError(f"{path}: label contains {bad} NaN/infinite voxels")
         if not np.array_equal(arr, np.round(arr)):
             raise DataError(f"{path}: label holds non-integer values")
     found = np.unique(arr)

@@ -103,9 +103,11 @@ def bagls_frame(index: int, split: str = "training", seed: int = 0) -> SynthFram
     opening = float(np.clip(np.sin(2 * np.pi * phase) + 0.75, 0.0, 1.75) / 1.75)
     gap = subj["max_open"] * W * opening * np.clip(1 - s ** 2, 0, None) * (1 + 0.35 * s)
     inside = np.abs(s) < 1
+    if float(gap.max(initial=0.0)) < 1.0:  # a sliver narrower than two pixels counts as closed
+        gap = np.zeros_like(gap)
     mask = (inside & (np.abs(w) < gap)).astype(np.uint8)
-    if opening > 0 and mask.sum() < 3:  # a sliver narrower than a pixel counts as closed
-        mask[:] = 0
+    # the dark gap is painted half a pixel wider than the mask so that blur keeps it visible
+    dark = inside & (np.abs(w) < np.where(gap > 0, gap + 0.5, 0.0))
 
     # --- intensity (linear RGB in 0..1) ---------------------------------------------
     tint = np.asarray(base) * subj["tint"]
@@ -114,7 +116,7 @@ def bagls_frame(index: int, split: str = "training", seed: int = 0) -> SynthFram
     tex = np.pad(tex, ((0, H - tex.shape[0]), (0, W - tex.shape[1])), mode="edge")
     img = np.ones((H, W, 3), np.float32) * tint * (0.75 + 0.08 * tex[..., None])
     fold_w = subj["fold_width"] * W
-    fold = inside & (np.abs(w) >= gap) & (np.abs(w) < gap + fold_w * np.sqrt(np.clip(1 - s ** 2, 0, None)) + 1)
+    fold = inside & ~dark & (np.abs(w) < gap + fold_w * np.sqrt(np.clip(1 - s ** 2, 0, None)) + 1)
     fold_col = np.array([0.95, 0.85, 0.80], np.float32) * (0.9 + 0.1 * subj["tint"])
     img[fold] = fold_col * (0.85 + 0.15 * np.clip(1 - np.abs(w[fold]) / (gap[fold] + fold_w + 1), 0, 1))[:, None]
     # arytenoids: two bumps at the posterior end
@@ -122,13 +124,13 @@ def bagls_frame(index: int, split: str = "training", seed: int = 0) -> SynthFram
         ay = (s - 1.15) ** 2 / 0.04 + (w - side * fold_w * 0.9) ** 2 / (fold_w * 0.8) ** 2 < 1
         img[ay] = tint * 1.05
     # glottal gap: dark, faint subglottal red
-    img[mask > 0] = np.array([0.10, 0.03, 0.03], np.float32) * (1 + 0.5 * r.uniform())
+    img[dark] = np.array([0.10, 0.03, 0.03], np.float32) * (1 + 0.5 * r.uniform())
     # specular highlights on the folds
     for _ in range(int(r.integers(1, 5))):
         hy, hx = r.uniform(0.2, 0.8) * H, r.uniform(0.25, 0.75) * W
         rad = r.uniform(1.0, 3.5)
         spot = (yy - hy) ** 2 + (xx - hx) ** 2 < rad ** 2
-        img[spot & (mask == 0)] = 1.0
+        img[spot & ~dark] = 1.0
     # vignetting, blur, noise
     rr = np.sqrt(((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2)
     img *= np.clip(1.0 - r.uniform(0.45, 0.8) * rr ** 2, 0.05, 1.0)[..., None]

@@ -15,7 +15,7 @@ posterior = image bottom, +z superior) with
 * the target: a small, elongated, curved, lobulated tube (head → body → tail,
   rising towards the spleen) lying in a soft-tissue bed, only 15–30 HU brighter
   than the bed; it spans part of the slices, so many slices have no target.
-  Half of the scans carry a hypodense "tumour" (label 2 in the MSD layout).
+  Every other scan (index 0, 2, …) carries a hypodense "tumour" (label 2 in the MSD layout).
 
 Shape, size, position and intensity of the target, organ contrasts, a global
 HU offset, a smooth bias field, blur (in-plane and along z) and noise
@@ -292,7 +292,7 @@ def pancreas_phantom(index: int, seed: int = 0, size: int = 128, slices: int = 4
     hu[(vdist < 0) & cavity & ~pancreas] = contrast - 20.0
     label = pancreas.astype(np.uint8)
     # tumour in half of the scans: hypodense, label 2
-    if rng.uniform() < 0.5 and len(curve) > 8:
+    if index % 2 == 0 and len(curve) > 8:
         k = int(rng.integers(2, len(curve) * 2 // 3))
         tr = float(rng.uniform(0.6, 0.95)) * float(radius[k])
         tdist = _tube_distance(xs, ys, zs, curve[k:k + 1].astype(np.float32), np.array([tr], np.float32),
