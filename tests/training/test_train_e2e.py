@@ -48,13 +48,23 @@ def test_evaluate_recomputes_the_same_files(pancreas_run, tmp_path):
     assert len(read_cases(run / "cases_val.csv")) == 1
 
 
+def _weights(run):
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
 def test_same_seed_same_cases_different_seed_differs(pancreas_cfg, pancreas_run, tmp_path):
     same = tmp_path / "same"
     train_run(pancreas_cfg, same, progress=False)
     assert (same / "cases.csv").read_text() == (pancreas_run / "cases.csv").read_text()
+    a, b = _weights(same), _weights(pancreas_run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
     other = tmp_path / "other"
     train_run({**pancreas_cfg, "seed": 1}, other, progress=False)
-    assert (other / "cases.csv").read_text() != (pancreas_run / "cases.csv").read_text()
+    # a one-epoch tiny model can be degenerate (all foreground) whatever the seed, so
+    # the runs are compared by their trained weights and logged losses, not by cases.csv
+    c = _weights(other)
+    assert any(not torch.equal(c[k], b[k]) for k in c if c[k].is_floating_point())
+    assert (other / "logs" / "metrics.csv").read_text() != (pancreas_run / "logs" / "metrics.csv").read_text()
 
 
 def test_resume_after_interruption_continues_the_epoch_count(pancreas_cfg, tmp_path, monkeypatch):
@@ -70,7 +80,8 @@ def test_resume_after_interruption_continues_the_epoch_count(pancreas_cfg, tmp_p
     monkeypatch.setattr(SegmentationModule, "training_step", dying_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_run(cfg, run, progress=False)
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+    first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert first["epoch"] == 0 and first["global_step"] > 0
     assert not (run / "metrics.json").exists()
     monkeypatch.setattr(SegmentationModule, "training_step", real_step)
     starts = []
@@ -78,8 +89,9 @@ def test_resume_after_interruption_continues_the_epoch_count(pancreas_cfg, tmp_p
     monkeypatch.setattr(SegmentationModule, "on_train_epoch_start",
                         lambda self: (starts.append(self.current_epoch), real_start(self))[1])
     train_run(cfg, run, resume=True, progress=False)
-    assert starts == [1]
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert starts == [1]  # epoch 0 is not redone
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 2 * first["global_step"]
     assert (run / "metrics.json").is_file()
 
 
