@@ -28,12 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="DICOM series folder, DICOM file, NIfTI file, PNG/JPEG frame, or a folder "
                    "of those (rules below)")
-    p.add_argument("--checkpoint", required=True, type=Path,
+    # SUPPRESS: no "(default: None)" in the help of required options and of --batch-size
+    p.add_argument("--checkpoint", required=True, type=Path, default=argparse.SUPPRESS,
                    help="a medseg checkpoint, e.g. RUN_DIR/checkpoints/best.ckpt")
-    p.add_argument("--output", required=True, type=Path, help="folder for the masks (created)")
+    p.add_argument("--output", required=True, type=Path, default=argparse.SUPPRESS, help="folder for the masks (created)")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png per input")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS,
                    help="slices per forward pass (default: the checkpoint's eval.batch_size)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the network runs (auto: cuda if available)")
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..predict import format_report, predict
 
     report = predict(args.checkpoint, args.inputs, args.output, force=args.force,
-                     overlay=args.overlay, batch_size=args.batch_size, device=args.device,
+                     overlay=args.overlay, batch_size=getattr(args, "batch_size", None), device=args.device,
                      progress=not args.no_progress)
     print(format_report(report))
     return 0

@@ -1,0 +1,134 @@
+"""Benchmark: ``medseg predict`` end to end against the network's pure forward pass.
+
+Target (issue 4): on a 128×128×48 synthetic volume, the end-to-end time of
+:func:`medseg.predict.predict` — open the checkpoint, find and read the DICOM
+series, window/resize, forward, resample, write the gzip NIfTI mask — is at most
+1.3× the time of the model's forward pass alone over the same preprocessed
+slices in the same batch size (reading, preprocessing and writing cost little).
+
+Set-up: one synthetic Pancreas-CT scan (TCIA layout, DICOM series) from
+:func:`medseg.data.synth_pancreas`, and a freshly initialised U-Net at the CPU
+config (``configs/cpu/pancreas_unet.yaml``: base 16, depth 4, 128×128 slices,
+eval batch size) saved as a checkpoint with the structure Lightning writes
+(``state_dict`` with ``model.`` prefixes + the ``medseg`` metadata). Both timings
+are medians over ``repeats`` runs after one warm-up run each, interleaved so
+that drift in the machine's speed affects both alike; the minima (the runs
+least disturbed by other processes) are reported too.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TARGET_RATIO = 1.3
+CPU_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cpu" / "pancreas_unet.yaml"
+#: the CPU config's keys that matter here, for installs without the configs/ folder
+_FALLBACK = ["data.dataset=pancreas", "data.size=[128,128]", "data.window=[-100,240]",
+             "model.name=unet", "model.base_channels=16", "model.depth=4",
+             "regularizer.name=none", "eval.batch_size=48"]
+
+
+def bench_config(root: Path) -> dict[str, Any]:
+    """The CPU Pancreas-CT U-Net config with ``data.root`` at the synthetic scan."""
+    from ..config import load_config
+
+    if CPU_CONFIG.is_file():
+        return load_config(CPU_CONFIG, [f"data.root={root}"])
+    return load_config(None, [*_FALLBACK, f"data.root={root}"])
+
+
+def make_checkpoint(cfg: dict[str, Any], path: Path) -> Path:
+    """A freshly initialised model saved as a medseg (Lightning-shaped) checkpoint."""
+    from ..models import build
+    from ..training.checkpoint import _model_options, in_channels, medseg_metadata
+
+    torch.manual_seed(int(cfg["seed"]))
+    m = cfg["model"]
+    model = build(m["name"], in_channels(cfg), 2, base_channels=m["base_channels"], depth=m["depth"],
+                  norm=m["norm"], regularizer=cfg["regularizer"], **_model_options(m))
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 0, "global_step": 0, "state_dict": state,
+                "medseg": medseg_metadata(cfg)}, path)
+    return path
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_predict(repeats: int = 3, *, size: int = 128, slices: int = 48,
+                  device: str = "cpu", workdir: str | None = None) -> list[dict[str, Any]]:
+    """Time predict end to end vs forward only; one row per measurement plus the ratio."""
+    from ..data import read_ct_volume, synth_pancreas
+    from ..data.preprocess import preprocess_ct
+    from ..predict import as_cached, discover_inputs, load_predictor, predict
+
+    with tempfile.TemporaryDirectory(prefix="medseg-bench-predict-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        root = Path(synth_pancreas(tmp / "pancreas", layout="tcia", cases=1, size=size,
+                                   slices=slices, seed=0))
+        cfg = bench_config(root)
+        batch = int(cfg["eval"]["batch_size"])
+        ckpt = make_checkpoint(cfg, tmp / "init.ckpt")
+        (series,) = discover_inputs([root / "Pancreas-CT"])
+        out = tmp / "out"
+
+        # the same preprocessed slices predict feeds the network
+        model, meta = load_predictor(ckpt, device)
+        pre = meta["preprocessing"]
+        hu, _ = read_ct_volume(series.path)
+        x = as_cached(preprocess_ct(hu, pre["window"], pre["size"]))
+        dev = next(model.parameters()).device
+
+        def forward() -> None:
+            with torch.no_grad():
+                for chunk in x.split(batch):
+                    model(chunk.to(dev))
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        def end_to_end() -> None:
+            predict(ckpt, [series.source], out, force=True, batch_size=batch, device=device,
+                    progress=False)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        forward()
+        end_to_end()  # warm-up: first-call set-up of kernels, imports, file caches
+        t_fwd, t_e2e = [], []
+        for _ in range(max(1, repeats)):
+            t_e2e.append(_seconds(end_to_end))
+            t_fwd.append(_seconds(forward))
+        e2e, fwd = statistics.median(t_e2e), statistics.median(t_fwd)
+
+    ratio = e2e / fwd
+    shape = f"{size}×{size}×{slices}"
+    common = {"section": "predict", "device": str(dev), "threads": torch.get_num_threads(),
+              "repeats": max(1, repeats), "batch_size": batch,
+              "model": f"{cfg['model']['name']} base {cfg['model']['base_channels']} "
+                       f"depth {cfg['model']['depth']}"}
+    return [
+        {**common, "name": f"predict end to end ({shape} DICOM series → NIfTI mask)",
+         "value": e2e, "unit": "s", "min": min(t_e2e), "runs": t_e2e},
+        {**common, "name": f"forward only ({slices} slices of {pre['size'][0]}×{pre['size'][1]})",
+         "value": fwd, "unit": "s", "min": min(t_fwd), "runs": t_fwd},
+        {**common, "name": "predict / forward time (medians)", "value": ratio, "unit": "×",
+         "target": f"≤ {TARGET_RATIO}", "passed": ratio <= TARGET_RATIO,
+         # the best runs, least disturbed by other processes on a shared machine
+         "ratio_of_min": min(t_e2e) / min(t_fwd)},
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover - manual run
+    for row in bench_predict():
+        print(f"{row['name']:<60} {row['value']:.3f} {row['unit']}"
+              + (f"  target {row['target']}: {'pass' if row['passed'] else 'FAIL'}"
+                 if "target" in row else ""))
