@@ -126,16 +126,89 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ----------------------------------------------------------------------------- prepare
+def _register_prepare(jobs: argparse._SubParsersAction) -> None:
+    p = jobs.add_parser(
+        "prepare",
+        help="build the 2D slice cache for a config (done implicitly by train)",
+        description="Window CT to the config's HU window, scale to [0, 1], resize to data.size and "
+        "store every case of the split once under data.cache_dir. A second prepare with unchanged "
+        "sources and settings does no work; changed settings build a new cache folder; a changed "
+        "source file rebuilds its case. Entries are written atomically.",
+        epilog="examples:\n"
+        "  medseg data prepare --config configs/cpu/pancreas_unet.yaml\n"
+        "  medseg data prepare --config configs/paper/bagls_unet.yaml data.root=/data/BAGLS",
+        formatter_class=_formatter(),
+    )
+    p.add_argument("--config", required=True, help="run config (YAML)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    p.add_argument("--split-out", default=None, help="also write the drawn split.json here")
+    p.set_defaults(func=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..data.cache import prepare
+    from ..data.splits import resolve_split, save_split
+
+    cfg = load_config(args.config, args.overrides)
+    split = resolve_split(cfg["data"])
+    report = prepare(cfg, split, progress=True)
+    if args.split_out:
+        save_split(split, args.split_out)
+    n = report.built + report.reused
+    print(f"prepared {n} cases in {report.seconds:.1f} s ({report.built} built, {report.reused} "
+          f"up to date) → {report.folder}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- split
+def _register_split(jobs: argparse._SubParsersAction) -> None:
+    p = jobs.add_parser(
+        "split",
+        help="draw the subset/split of a config and write split.json",
+        description="Draw the config's subset and train/val/test split with data.split_seed "
+        "(Pancreas-CT: by scan; BAGLS: training subset, validation from the rest of training/, "
+        "test = test/) and write it as JSON. Pass it to runs with data.split_file=PATH.",
+        epilog="example:\n  medseg data split --config configs/cpu/pancreas_unet.yaml --out split.json",
+        formatter_class=_formatter(),
+    )
+    p.add_argument("--config", required=True, help="run config (YAML)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    p.add_argument("--out", required=True, help="split file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing split file")
+    p.set_defaults(func=_run_split)
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..config import load_config
+    from ..data.splits import make_split, save_split
+    from ..errors import MedsegError
+
+    if Path(args.out).exists() and not args.force:
+        raise MedsegError(f"{args.out}: exists (use --force to overwrite)")
+    cfg = load_config(args.config, args.overrides)
+    split = make_split(cfg["data"])
+    save_split(split, args.out)
+    print(f"{args.out}: train {len(split['train'])}, val {len(split['val'])}, "
+          f"test {len(split['test'])} (seed {split['seed']})")
+    return 0
+
+
 #: the jobs of ``medseg data``, in --help order
-JOBS = [_register_synth, _register_check]
+JOBS = [_register_synth, _register_check, _register_prepare, _register_split]
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "data",
-        help="dataset jobs: synth, check",
+        help="dataset jobs: synth, check, prepare, split",
         description="Dataset jobs. 'synth' writes the synthetic default datasets in the real "
-        "layouts; 'check' verifies a dataset before training.",
+        "layouts; 'check' verifies a dataset before training; 'prepare' builds the slice cache; 'split' "
+        "draws and writes a split file.",
         epilog="examples:\n"
         "  medseg data synth pancreas --out data/synthetic/pancreas\n"
         "  medseg data check pancreas data/synthetic/pancreas",
