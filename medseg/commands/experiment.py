@@ -1,0 +1,97 @@
+"""``medseg experiment`` — run a grid of training runs (resumable, one shared split)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLE = """examples:
+  medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml --dry-run
+  medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml --out experiments/pc
+  medseg experiment --config configs/experiments/cpu/k_ablation.yaml grid.repeats=2 train.epochs=1
+  medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml \\
+      grid.regularizers=[none,heuristic] grid.repeats=2
+  medseg report experiments/pc
+
+Every key of the experiment config (grid.models, grid.regularizers, grid.sweep.<key>,
+grid.repeats, grid.seeds, base) and of the train config (data.*, model.*, train.*, …)
+can be overridden as key=value. Runs live in DIR/runs/<dataset>/<model>/<method>/repeat<r>/;
+finished runs append their per-case test scores to DIR/results.csv. Running the same
+command again skips finished runs and redoes only unfinished ones."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import HelpFormatter
+
+    p = sub.add_parser("experiment", help="run a grid: models × regularizers × sweeps × repeats",
+                       description="Expand an experiment config (a base train config and a grid of "
+                       "models, regularizers, parameter sweeps and repeats) into runs that share one "
+                       "data split, and run the unfinished ones. Each finished run appends its "
+                       "per-case test scores to DIR/results.csv atomically; a rerun resumes.",
+                       epilog=EXAMPLE, formatter_class=HelpFormatter)
+    p.add_argument("--config", required=True, help="experiment config (YAML), e.g. "
+                   "configs/experiments/cpu/pancreas_comparison.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="overrides of experiment/grid/train keys, e.g. grid.repeats=2 train.epochs=1")
+    p.add_argument("--out", type=Path, default=None,
+                   help="experiment folder (default: experiments/<config file name>)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs, which are done, and an estimated time; run nothing")
+    from ..experiments.runner import BACKENDS
+
+    p.add_argument("--backend", default="local", choices=sorted(BACKENDS),
+                   help="where runs execute: local = one after the other in this process")
+    p.add_argument("--max-runs", type=int, default=None, metavar="N",
+                   help="stop after N runs (the rest stay for the next call)")
+    p.add_argument("--force", action="store_true",
+                   help="continue a folder whose experiment config differs (changed runs are redone)")
+    p.add_argument("--no-progress", action="store_true", help="no grid progress bar")
+    p.add_argument("--run-progress", action="store_true",
+                   help="show each run's Lightning progress bars too (off by default in a grid)")
+    p.set_defaults(func=run)
+
+
+def default_out(config: str) -> Path:
+    return Path("experiments") / Path(config).stem
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import MedsegError
+    from ..experiments.grid import read_experiment
+    from ..experiments.runner import run_experiment
+
+    if args.max_runs is not None and args.max_runs < 0:
+        raise MedsegError("--max-runs must be >= 0")
+    resolved = read_experiment(args.config, args.overrides)
+    out = args.out or default_out(args.config)
+    if args.dry_run:
+        return dry_run(resolved, out)
+    outcome = run_experiment(resolved, out, backend=args.backend, force=args.force,
+                             max_runs=args.max_runs, progress=not args.no_progress,
+                             run_progress=args.run_progress)
+    print(f"{outcome.total} runs: {outcome.done_before} already done, {len(outcome.ran)} run now, "
+          f"{outcome.remaining} left")
+    print(f"results: {out / 'results.csv'}")
+    if outcome.remaining == 0:
+        print(f"next: medseg report {out}")
+    return 0
+
+
+def dry_run(resolved, out: Path) -> int:
+    from ..experiments.estimate import estimate_runs, format_seconds
+    from ..experiments.grid import split_file_name
+    from ..experiments.runner import plan_status
+
+    status = plan_status(resolved, out)
+    splits = {label: out / split_file_name(resolved, label) for label in resolved["datasets"]}
+    seconds, note = estimate_runs([s.config for s, _ in status], splits)
+    width = max(len(s.rel_dir) for s, _ in status)
+    print(f"{'#':>4}  {'status':<7} {'run folder (under ' + str(out) + ')':<{width}}  {'seed':>5}  estimate")
+    for i, ((spec, done), sec) in enumerate(zip(status, seconds), start=1):
+        print(f"{i:>4}  {'done' if done else 'to do':<7} {spec.rel_dir:<{width}}  {spec.seed:>5}  "
+              f"{'-' if done else '~' + format_seconds(sec)}")
+    left = [sec for (_, done), sec in zip(status, seconds) if not done]
+    n_done = len(status) - len(left)
+    print(f"{len(status)} runs: {n_done} done, {len(left)} to do; estimated time for those: "
+          f"~{format_seconds(sum(left))} ({note})")
+    return 0

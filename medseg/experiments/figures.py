@@ -1,0 +1,221 @@
+"""Figures of the report, after the paper (Shi et al., ICASSP 2022): box plots of the
+repeats per method (Fig. 1), the k ablation (Fig. 3), DICE against the fraction of
+zeroed feature maps (Fig. 4, the co-adaptation test) and image / ground truth /
+predictions side by side (Fig. 2).
+
+Matplotlib is used through its object API with the Agg canvas (``Figure`` +
+``FigureCanvasAgg``), never ``pyplot``, so no global backend is switched and nothing
+needs a display. Every figure is written as PNG and SVG (atomically, via
+:func:`medseg.io.atomic_write_with`).
+
+Qualitative figure — the slice rule (stated in the report): for every test case of
+the split, the slice with the largest ground-truth area on the native grid (ties:
+the lowest slice index); of those, the ``n`` with the largest areas (ties: case id),
+at most one per case. For BAGLS every case is one frame. Each method is shown by
+the prediction of the best checkpoint (validation DICE) of its lowest repeat,
+computed with :func:`medseg.data.preprocess.predict_slices` exactly as in
+evaluation, on the native grid. Image = the network input slice (window applied)
+resized to the native grid for display; ground truth and predictions are drawn as
+red overlays.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..io import atomic_write_with
+
+FORMATS = ("png", "svg")
+_BOX_COLOR = "#9ecae1"
+_HD_COLOR = "#fdae6b"
+
+
+def new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.svg``; return the paths."""
+    stem = Path(stem)
+    paths = []
+    for fmt in FORMATS:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        meta = {"Date": None} if fmt == "svg" else None
+        atomic_write_with(path, lambda tmp, fmt=fmt, meta=meta: fig.savefig(
+            tmp, format=fmt, bbox_inches="tight", metadata=meta), suffix=f".{fmt}")
+        paths.append(path)
+    return paths
+
+
+def _points(ax, i: int, values: Sequence[float]) -> None:
+    """The repeats as dots over a box, spread evenly (deterministic jitter)."""
+    n = len(values)
+    xs = [i + (0.0 if n == 1 else -0.12 + 0.24 * j / (n - 1)) for j in range(n)]
+    ax.scatter(xs, values, s=14, color="black", zorder=3, linewidths=0)
+
+
+def _boxes(ax, labels: list[str], values: list[list[float]], highlight: Sequence[str] = ()) -> None:
+    data = [[v for v in vs if not math.isnan(v)] for vs in values]
+    positions = list(range(1, len(data) + 1))
+    bp = ax.boxplot([d if d else [float("nan")] for d in data], positions=positions, widths=0.55,
+                    patch_artist=True, showfliers=False, medianprops={"color": "black"})
+    for box, label in zip(bp["boxes"], labels):
+        box.set_facecolor(_HD_COLOR if label in highlight else _BOX_COLOR)
+    for i, d in zip(positions, data):
+        _points(ax, i, d)
+    ax.set_xticks(positions)
+    ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def boxplot_figure(panels: list[tuple[str, list[str], list[list[float]]]], ylabel: str, title: str,
+                   stem: str | Path, highlight: Sequence[str] = ("heuristic",)) -> list[Path]:
+    """One axis per panel (e.g. per model): a box of the per-repeat values of each method."""
+    n = len(panels)
+    width = max(4.0, sum(0.55 * len(p[1]) + 1.2 for p in panels))
+    fig = new_figure(width, 4.0)
+    axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
+    for ax, (name, labels, values) in zip(axes, panels):
+        _boxes(ax, labels, values, highlight)
+        ax.set_title(name, fontsize=10)
+    axes[0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=11)
+    return save_figure(fig, stem)
+
+
+def k_ablation_figure(ks: list[Any], dice: list[list[float]], iou: list[list[float]], title: str,
+                      stem: str | Path) -> list[Path]:
+    """Box plot over k (paper Fig. 3): DICE and IoU of the repeats for each k."""
+    fig = new_figure(max(5.0, 1.1 * len(ks) + 2.5), 3.6)
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    labels = [str(k) for k in ks]
+    for ax, values, name in ((axes[0], dice, "DICE"), (axes[1], iou, "IoU")):
+        _boxes(ax, labels, values)
+        ax.set_xticklabels(labels, rotation=0, fontsize=9)
+        ax.set_xlabel("k")
+        ax.set_ylabel(f"test {name} (mean over cases, per repeat)")
+    fig.suptitle(title, fontsize=11)
+    return save_figure(fig, stem)
+
+
+def coadapt_figure(series: Mapping[str, Mapping[str, tuple[list[float], list[float], list[float]]]],
+                   title: str, stem: str | Path) -> list[Path]:
+    """DICE against the fraction of zeroed feature maps (paper Fig. 4).
+
+    ``series``: panel name (e.g. model) → method → (fractions, mean, std); the band
+    is mean ± std over draws and repeats.
+    """
+    n = len(series)
+    fig = new_figure(max(5.0, 4.6 * n), 3.8)
+    axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
+    for ax, (panel, methods) in zip(axes, series.items()):
+        for method, (fr, mean, std) in methods.items():
+            fr, mean, std = (np.asarray(a, dtype=float) for a in (fr, mean, std))
+            kw = {"linewidth": 2.2} if method == "heuristic" else {"linewidth": 1.3}
+            line, = ax.plot(fr, mean, marker="o", markersize=3, label=method, **kw)
+            ax.fill_between(fr, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("fraction of feature maps zeroed before the output layer")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test DICE (mean ± std over draws and repeats)")
+    axes[-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(title, fontsize=11)
+    return save_figure(fig, stem)
+
+
+# --------------------------------------------------------------------------- qualitative
+
+
+def select_slices(case_items, n: int) -> list[dict[str, Any]]:
+    """The slice rule of the module docstring over ``case_items`` (DataModule case dicts)."""
+    picks = []
+    for item in case_items:
+        label = np.asarray(item["native_label"])
+        areas = label.reshape(label.shape[0], -1).sum(axis=1)
+        idx = int(np.argmax(areas))  # first maximum: lowest index on ties
+        picks.append({"case_id": item["case_id"], "index": idx, "area": int(areas[idx]),
+                      "image": item["image"][idx], "label": label[idx]})
+    picks.sort(key=lambda p: (-p["area"], p["case_id"]))
+    return picks[:n]
+
+
+def _display_image(image, native_hw) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(image, dtype=torch.float32)[None]  # (1, C, H, W)
+    if tuple(x.shape[-2:]) != tuple(native_hw):
+        x = F.interpolate(x, size=tuple(int(v) for v in native_hw), mode="bilinear", align_corners=False)
+    x = x[0]
+    return (x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)).clamp(0, 1).numpy()
+
+
+def _overlay(ax, img: np.ndarray, mask: np.ndarray | None) -> None:
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    if mask is not None:
+        rgba = np.zeros((*mask.shape, 4), dtype=np.float32)
+        rgba[mask > 0] = (1.0, 0.1, 0.1, 0.45)
+        ax.imshow(rgba, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def qualitative_figure(picks: list[dict[str, Any]], predictions: Mapping[str, list[np.ndarray]],
+                       title: str, stem: str | Path) -> list[Path]:
+    """Rows = selected slices; columns = image, ground truth, each method's prediction."""
+    cols = 2 + len(predictions)
+    rows = len(picks)
+    fig = new_figure(1.7 * cols, 1.8 * rows + 0.5)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for r, pick in enumerate(picks):
+        img = _display_image(pick["image"], pick["label"].shape)
+        _overlay(axes[r][0], img, None)
+        _overlay(axes[r][1], img, pick["label"])
+        axes[r][0].set_ylabel(f"{pick['case_id']}\nslice {pick['index']}", fontsize=7)
+        for c, (method, masks) in enumerate(predictions.items(), start=2):
+            _overlay(axes[r][c], img, masks[r])
+    titles = ["image", "ground truth", *predictions]
+    for c, t in enumerate(titles):
+        axes[0][c].set_title(t, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, stem)
+
+
+def render_qualitative(exp_dir: Path, runs: Mapping[str, str], title: str, stem: str | Path,
+                       n_slices: int = 4) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Predict the selected test slices with each method's run (method → run_dir) and plot.
+
+    Returns the written files and the picks (case id, slice index, area) for the report.
+    """
+    import yaml
+
+    from ..config import validate
+    from ..data.datamodule import SegmentationDataModule
+    from ..data.preprocess import predict_slices
+    from ..data.splits import load_split
+    from ..training.checkpoint import build_model_from_checkpoint
+
+    first = exp_dir / next(iter(runs.values()))
+    cfg = validate(yaml.safe_load((first / "config.yaml").read_text()))
+    split = load_split(first / "split.json", cfg["data"]["dataset"])
+    dm = SegmentationDataModule(cfg, split, progress=False)
+    dm.prepare_data()
+    picks = select_slices(dm.case_dataloader("test"), n_slices)
+    predictions: dict[str, list[np.ndarray]] = {}
+    for method, rel in runs.items():
+        model, meta = build_model_from_checkpoint(exp_dir / rel / "checkpoints" / "best.ckpt")
+        masks = []
+        for p in picks:
+            x = p["image"][None].float()
+            masks.append(predict_slices(model, x, p["label"].shape, 1)[0].numpy())
+        predictions[method] = masks
+    files = qualitative_figure(picks, predictions, title, stem)
+    return files, [{k: p[k] for k in ("case_id", "index", "area")} for p in picks]

@@ -1,0 +1,137 @@
+"""``results.csv``: one row per test case of every finished run of a grid.
+
+Columns (:data:`COLUMNS`): ``dataset, model, regularizer, params, repeat, seed,
+case_id, dice, iou, run_dir`` — ``params`` is the method's parameter set as
+sorted-key JSON (``{}`` for defaults, e.g. ``{"k": 3}``), ``run_dir`` the run
+folder relative to the experiment folder, ``dice``/``iou`` the run's per-case test
+scores exactly as in its ``cases.csv`` (``nan`` for a case left out by
+``eval.empty_score: null``).
+
+How a run's rows get in, safely (:func:`append_run`):
+
+1. take an exclusive ``fcntl`` lock on ``results.csv.lock`` (so several workers —
+   processes or cluster tasks on a shared file system — serialise their writes);
+2. read the whole file, drop any rows of the same ``run_dir`` (so a run appears
+   exactly once, even if it was redone), add the new rows;
+3. write everything to a temporary file in the same folder, ``fsync``, and
+   ``os.replace`` it onto ``results.csv`` (atomic on POSIX).
+
+A process killed at any moment therefore leaves the old file or the new one,
+never a half-written row. A run is *done* exactly when its rows are in
+``results.csv`` (:func:`finished_runs`); the runner redoes any other run from scratch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from ..errors import DataError
+from ..io import atomic_write_text
+
+COLUMNS = ["dataset", "model", "regularizer", "params", "repeat", "seed", "case_id", "dice", "iou",
+           "run_dir"]
+FILENAME = "results.csv"
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``<path>.lock`` (no-op where fcntl is missing)."""
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX: single writer assumed
+        yield
+        return
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _num(text: str) -> float:
+    return float("nan") if text in ("", "nan", "NaN") else float(text)
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All rows (typed: repeat/seed int, dice/iou float); [] if the file does not exist."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    text = p.read_text()
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames != COLUMNS:
+        raise DataError(f"{p}: not a medseg results file (header {reader.fieldnames}, "
+                        f"expected {','.join(COLUMNS)})")
+    rows = []
+    for i, r in enumerate(reader, start=2):
+        try:
+            rows.append({**r, "repeat": int(r["repeat"]), "seed": int(r["seed"]),
+                         "dice": _num(r["dice"]), "iou": _num(r["iou"])})
+        except (TypeError, ValueError):
+            raise DataError(f"{p}: line {i} is not a valid results row") from None
+    return rows
+
+
+def finished_runs(path: str | os.PathLike) -> set[str]:
+    """``run_dir`` of every run with rows in the file: the runs that are done."""
+    return {r["run_dir"] for r in read_results(path)}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else repr(v)
+    return str(v)
+
+
+def _text(rows: Iterable[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow([_fmt(r[c]) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def append_run(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> None:
+    """Add the rows of one finished run (all with the same ``run_dir``), atomically."""
+    if not rows:
+        raise ValueError("a finished run has at least one test case")
+    run_dirs = {r["run_dir"] for r in rows}
+    if len(run_dirs) != 1:
+        raise ValueError(f"rows of several runs given at once: {sorted(run_dirs)}")
+    for r in rows:
+        missing = [c for c in COLUMNS if c not in r]
+        if missing:
+            raise ValueError(f"results row lacks {missing}")
+    with locked(path):
+        kept = [r for r in read_results(path) if r["run_dir"] not in run_dirs]
+        atomic_write_text(path, _text([*kept, *rows]))
+
+
+def prune(path: str | os.PathLike, keep: Callable[[Mapping[str, Any]], bool]) -> int:
+    """Remove the rows for which ``keep(row)`` is false (atomically); return how many."""
+    with locked(path):
+        rows = read_results(path)
+        kept = [r for r in rows if keep(r)]
+        if len(kept) != len(rows):
+            atomic_write_text(path, _text(kept))
+        return len(rows) - len(kept)
+
+
+def read_cases_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """A run's ``cases.csv`` (written by :func:`medseg.training.run.evaluate_run`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: the run has no test results (cases.csv missing)")
+    with open(p, newline="") as fh:
+        return [{"case_id": r["case_id"], "dice": _num(r["dice"]), "iou": _num(r["iou"])}
+                for r in csv.DictReader(fh)]

@@ -1,0 +1,259 @@
+"""Run a grid: one shared split, resumable, every finished run's rows in ``results.csv``.
+
+Experiment folder ``DIR/``:
+
+``experiment.yaml``   the resolved experiment (base configs merged, grid normalised,
+                      seeds listed); a later call with a different config is refused
+                      (naming the first differing key) unless ``force``
+``split.json``        the one split every run uses (``split_<dataset>.json`` per dataset
+                      in a multi-dataset grid), drawn once (or copied from the base's
+                      ``data.split_file``) and passed to each run as ``data.split_file``
+``runs/<dataset>/<model>/<method>/repeat<r>/``   ordinary run folders (see
+                      :mod:`medseg.training.run`)
+``results.csv``       per-case rows of the finished runs (:mod:`.results`)
+
+Resume rule: a run is done exactly when its rows are in ``results.csv``. Every other
+run of the plan is (re)trained from scratch — its folder replaced, as
+``medseg train --force`` would — and its rows appended only after its test
+evaluation is written. Re-running the same command therefore skips the finished
+runs and redoes only the rest; a run killed at any moment costs at most itself.
+
+With ``force`` and a changed config, the rows of runs whose resolved train config
+changed (or that left the grid) are removed from ``results.csv`` and those runs are
+redone; runs whose config is unchanged are kept.
+
+Backends execute the runs (:class:`Backend`): :class:`LocalBackend` trains them one
+after the other in this process (the default, ``--backend local``). A backend only
+maps :func:`execute_run` over :class:`RunJob` s (plain, picklable data) and yields
+each result as it completes; the driver here writes ``results.csv``, so every
+backend produces the same file under the same resume rule.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import yaml
+
+from ..errors import MedsegError
+from ..io import atomic_write_text
+from . import results as results_mod
+from .grid import RunSpec, comparable, expand, first_difference, split_file_name
+
+EXPERIMENT_FILE = "experiment.yaml"
+
+
+# --------------------------------------------------------------------------- backends
+
+
+@dataclass
+class RunJob:
+    """What a backend executes: one run's folder and resolved config (plain data)."""
+
+    rel_dir: str
+    run_dir: str
+    config: dict[str, Any]
+    progress: bool = False
+
+
+def execute_run(job: RunJob) -> list[dict[str, Any]]:
+    """Train and test one run from scratch; return its per-case test scores."""
+    from ..training.run import train_run
+
+    train_run(job.config, job.run_dir, force=True, progress=job.progress)
+    return results_mod.read_cases_csv(Path(job.run_dir) / "cases.csv")
+
+
+class Backend:
+    """Executes run jobs. Subclasses implement :meth:`map` (yield results as they finish)."""
+
+    name = "base"
+
+    def map(self, fn: Callable[[RunJob], Any], jobs: list[RunJob]) -> Iterator[tuple[RunJob, Any]]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+class LocalBackend(Backend):
+    """Runs the jobs one after the other in this process (errors propagate: the grid stops)."""
+
+    name = "local"
+
+    def map(self, fn, jobs):
+        for job in jobs:
+            yield job, fn(job)
+
+    def describe(self) -> str:
+        return "local (sequential, this process)"
+
+
+#: backend name → factory(**options). Other backends (e.g. Ray) register here.
+BACKENDS: dict[str, Callable[..., Backend]] = {"local": LocalBackend}
+
+
+def get_backend(name: str | Backend, **options: Any) -> Backend:
+    if isinstance(name, Backend):
+        return name
+    if name not in BACKENDS:
+        raise MedsegError(f"unknown backend '{name}' (available: {', '.join(BACKENDS)})")
+    return BACKENDS[name](**options)
+
+
+# --------------------------------------------------------------------------- the folder
+
+
+def load_experiment_file(out_dir: str | Path) -> dict[str, Any] | None:
+    p = Path(out_dir) / EXPERIMENT_FILE
+    if not p.is_file():
+        return None
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError:
+        raise MedsegError(f"{p}: not valid YAML") from None
+    if not isinstance(data, dict) or "datasets" not in data or "grid" not in data:
+        raise MedsegError(f"{p}: not a medseg experiment file")
+    return data
+
+
+def write_experiment_file(out_dir: Path, resolved: Mapping[str, Any]) -> None:
+    text = ("# written by `medseg experiment`: the resolved experiment (do not edit; a different\n"
+            "# config for this folder is refused unless --force)\n"
+            + yaml.safe_dump(dict(resolved), sort_keys=False))
+    atomic_write_text(out_dir / EXPERIMENT_FILE, text)
+
+
+def _plain(obj: Any) -> Any:
+    """YAML round trip, so in-memory configs compare like the stored ones."""
+    return yaml.safe_load(yaml.safe_dump(obj, sort_keys=False))
+
+
+def check_folder(out_dir: Path, resolved: Mapping[str, Any], force: bool) -> dict[str, Any] | None:
+    """Refuse a folder holding another experiment (unless force); return the old one."""
+    old = load_experiment_file(out_dir)
+    if old is None:
+        if out_dir.exists() and any(out_dir.iterdir()) and not force:
+            raise MedsegError(f"{out_dir}: folder exists and is not an experiment folder "
+                              f"(no {EXPERIMENT_FILE}); choose another --out or use --force")
+        return None
+    diff = first_difference(comparable(old), comparable(_plain(dict(resolved))))
+    if diff is not None and not force:
+        key, was, now = diff
+        raise MedsegError(f"{out_dir / EXPERIMENT_FILE}: this folder holds an experiment with a "
+                          f"different config: '{key}' is {was!r} there, {now!r} now (use --force to "
+                          "continue with the new config; runs whose config changed are redone)")
+    return old if diff is not None else None
+
+
+def _reconcile(out_dir: Path, old: Mapping[str, Any], plan: list[RunSpec]) -> int:
+    """After a forced config change: drop rows of runs whose config changed or left the grid."""
+    try:
+        old_cfgs = {s.rel_dir: _plain(s.config) for s in expand(old)}
+    except MedsegError:
+        old_cfgs = {}
+    new_cfgs = {s.rel_dir: _plain(s.config) for s in plan}
+    same = {k for k, v in new_cfgs.items() if old_cfgs.get(k) == v}
+    # a changed data section means a new split for that dataset
+    for label, cfg in old["datasets"].items():
+        new = next((s.config for s in plan if s.dataset == label), None)
+        if new is None or _plain(new["data"]) != cfg["data"]:
+            (out_dir / split_file_name(old, label)).unlink(missing_ok=True)
+    return results_mod.prune(out_dir / results_mod.FILENAME, lambda r: r["run_dir"] in same)
+
+
+def ensure_splits(out_dir: Path, resolved: Mapping[str, Any]) -> dict[str, Path]:
+    """Draw (once) and return the shared split file of every dataset of the grid."""
+    from ..data.splits import load_split, resolve_split, save_split
+
+    paths = {}
+    for label, cfg in resolved["datasets"].items():
+        path = out_dir / split_file_name(resolved, label)
+        if path.is_file():
+            load_split(path, cfg["data"]["dataset"])  # checks it
+        else:
+            save_split(resolve_split(cfg["data"]), path)
+        paths[label] = path.resolve()
+    return paths
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class GridOutcome:
+    """What a call did: ``ran`` lists the run folders trained by this call."""
+
+    total: int
+    done_before: int
+    ran: list[str] = field(default_factory=list)
+    remaining: int = 0
+    out_dir: Path | None = None
+
+
+def plan_status(resolved: Mapping[str, Any], out_dir: str | Path) -> list[tuple[RunSpec, bool]]:
+    """Every run of the plan with whether it is done (rows in results.csv)."""
+    done = results_mod.finished_runs(Path(out_dir) / results_mod.FILENAME)
+    return [(s, s.rel_dir in done) for s in expand(resolved)]
+
+
+def make_job(spec: RunSpec, out_dir: Path, split_path: Path, progress: bool = False) -> RunJob:
+    cfg = copy.deepcopy(spec.config)
+    cfg["data"]["split_file"] = str(split_path)
+    return RunJob(spec.rel_dir, str((out_dir / spec.rel_dir).resolve()), cfg, progress)
+
+
+def result_rows(spec: RunSpec, cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{"dataset": spec.dataset, "model": spec.model, "regularizer": spec.regularizer,
+             "params": spec.params_json, "repeat": spec.repeat, "seed": spec.seed,
+             "case_id": c["case_id"], "dice": c["dice"], "iou": c["iou"], "run_dir": spec.rel_dir}
+            for c in cases]
+
+
+def run_experiment(resolved: Mapping[str, Any], out_dir: str | Path, *,
+                   backend: str | Backend = "local", force: bool = False,
+                   max_runs: int | None = None, progress: bool = True, run_progress: bool = False,
+                   on_run_done: Callable[[RunSpec], None] | None = None) -> GridOutcome:
+    """Run every unfinished run of the grid; see the module docstring for the rules.
+
+    ``max_runs`` stops after that many runs (the rest stay for the next call);
+    ``on_run_done(spec)`` is called after each run's rows are in ``results.csv``.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    plan = expand(resolved)
+    be = get_backend(backend)
+    old = check_folder(out_dir, resolved, force)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if old is not None:
+        _reconcile(out_dir, old, plan)
+    write_experiment_file(out_dir, resolved)
+    splits = ensure_splits(out_dir, resolved)
+
+    results_path = out_dir / results_mod.FILENAME
+    done = results_mod.finished_runs(results_path)
+    todo = [s for s in plan if s.rel_dir not in done]
+    outcome = GridOutcome(total=len(plan), done_before=len(plan) - len(todo), out_dir=out_dir)
+    if max_runs is not None:
+        todo = todo[:max(0, max_runs)]
+    by_dir = {s.rel_dir: s for s in todo}
+    jobs = [make_job(s, out_dir, splits[s.dataset], run_progress) for s in todo]
+    bar = tqdm(total=len(plan), initial=outcome.done_before, desc=f"grid ({be.name})", unit="run",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        for job, cases in be.map(execute_run, jobs):
+            spec = by_dir[job.rel_dir]
+            results_mod.append_run(results_path, result_rows(spec, cases))
+            outcome.ran.append(spec.rel_dir)
+            bar.update(1)
+            bar.set_postfix_str(f"last: {spec.dataset}/{spec.model}/{spec.method}/repeat{spec.repeat}")
+            if on_run_done is not None:
+                on_run_done(spec)
+    finally:
+        bar.close()
+    outcome.remaining = outcome.total - outcome.done_before - len(outcome.ran)
+    return outcome
