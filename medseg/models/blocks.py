@@ -23,8 +23,6 @@ The conv–norm–activation unit is MONAI's :class:`~monai.networks.blocks.Conv
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from monai.networks.blocks import Convolution
 from torch import nn
@@ -38,9 +36,6 @@ NORMS = {
     # affine instance norm, as in nnU-Net (MONAI's default is affine=False)
     "instance": ("instance", {"affine": True}),
 }
-
-SlotFactory = Callable[[int, int], Regularizer]
-
 
 def norm_spec(norm: str):
     """MONAI factory spec for ``norm`` ("batch" | "instance"); ConfigError otherwise."""
