@@ -342,14 +342,19 @@ def _pixel_bytes(reader: Any) -> int:
 # --------------------------------------------------------------------------- model
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` → cuda when available, else cpu; ``cpu``, ``cuda``, ``cuda:N`` as given."""
+    if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise MedsegError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    if device not in ("cpu", "cuda"):
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise MedsegError(f"--device {device}: expected cpu, cuda or auto") from None
+    if dev.type not in ("cpu", "cuda"):
         raise MedsegError(f"--device {device}: expected cpu, cuda or auto")
-    return torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MedsegError(f"--device {device}: no CUDA GPU is available (use --device cpu or auto)")
+    return dev
 
 
 def load_predictor(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
@@ -362,8 +367,7 @@ def load_predictor(checkpoint: str | os.PathLike, device: str | torch.device = "
             or "size" not in pre or (pre["dataset"] == "pancreas" and "window" not in pre):
         raise CheckpointError(f"{checkpoint}: incompatible checkpoint (its preprocessing "
                               "metadata lacks dataset/size/window)")
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    return model.to(dev).eval(), meta
+    return model.to(resolve_device(device)).eval(), meta
 
 
 def as_cached(x: torch.Tensor) -> torch.Tensor:
