@@ -587,7 +587,11 @@ def predict(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike],
         bar = tqdm(cases, desc="predict", unit="case", disable=not progress or None, leave=False)
         for inp in bar:
             bar.set_postfix_str(inp.name, refresh=False)
-            results.append(_predict_one(model, inp, pre, batch_size, staging, output, overlay))
+            try:
+                results.append(_predict_one(model, inp, pre, batch_size, staging, output, overlay))
+            except OSError as exc:  # e.g. disk full while writing
+                raise MedsegError(f"{output}: cannot write the outputs of {inp.source} "
+                                  f"({_why(exc)})") from None
         for r in results:  # commit: every case succeeded
             for final in (r.mask, r.overlay):
                 if final is not None:
