@@ -10,7 +10,7 @@ rounding of the slice cache, and :func:`medseg.data.preprocess.predict_slices`
 grid → arg-max) — the very function ``medseg evaluate`` scores with, so a mask
 written here has the DICE that ``cases.csv`` reports for the same case.
 
-Inputs (see :data:`INPUT_RULES`): a DICOM series folder, a single DICOM file, a
+Inputs (see :data:`medseg.commands.predict.INPUT_RULES`): a DICOM series folder, a single DICOM file, a
 NIfTI file, a PNG/JPEG frame, or a folder of those.
 
 Outputs, in the output folder:
@@ -61,30 +61,6 @@ _SKIP_SUFFIXES = (".meta", ".json", ".txt", ".csv", ".md", ".yaml", ".yml", ".xm
 #: file names skipped when a folder is expanded: BAGLS label masks and predict's own outputs
 _SKIP_NAME_ENDINGS = ("_seg.png", "_mask.png", "_mask.nii.gz", "_overlay.png")
 
-INPUT_RULES = """\
-inputs (INPUT...):
-  DICOM file          one file (.dcm, or any file with the DICOM preamble) is read alone,
-                      as a one-slice volume; name = file stem
-  NIfTI file          .nii / .nii.gz, a 3D CT volume; name = file name minus .nii/.nii.gz
-  PNG/JPEG frame      .png/.jpg/.jpeg; name = file stem
-  folder              a folder is ONE DICOM series when it holds (directly or in any
-                      subfolder) DICOM files of exactly one SeriesInstanceUID and no other
-                      image files; name = folder name. Otherwise each NIfTI/PNG/JPEG file
-                      directly in it is an input and each subfolder is searched by the same
-                      rule (e.g. a folder of patients, each with one series). Loose DICOM
-                      files next to other series or images are an error. Hidden files,
-                      non-image files (.meta, .json, ...), BAGLS masks (*_seg.png) and
-                      predict's own outputs (*_mask.*, *_overlay.png) are skipped.
-  A Pancreas-CT checkpoint takes CT volumes (DICOM, NIfTI); a BAGLS checkpoint takes
-  frames (PNG/JPEG). Input names must be unique.
-
-outputs (in --output):
-  CT      <name>_mask.nii.gz  uint8 0/1 in the input's geometry (size, origin, spacing,
-                              direction as SimpleITK reads it), gzip-compressed
-  frame   <name>_mask.png     8-bit, 0 background / 255 foreground, the frame's size
-  --overlay  <name>_overlay.png  CT: up to 3 axial slices in the HU window with the mask;
-                              frame: the frame with the mask blended in
-  Nothing is written unless every input succeeds; existing files need --force."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -177,7 +153,7 @@ def _file_input(path: Path, kind: str, source: Path | None = None) -> PredictInp
 
 
 def _folder_inputs(folder: Path) -> list[PredictInput]:
-    """Expand a folder by the rule in :data:`INPUT_RULES` (one walk, headers read once)."""
+    """Expand a folder by the rule in :data:`medseg.commands.predict.INPUT_RULES` (one walk, headers read once)."""
     files: dict[Path, list[tuple[Path, str]]] = {}  # directory -> its image files
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -242,7 +218,7 @@ def _folder_inputs(folder: Path) -> list[PredictInput]:
 
 
 def discover_inputs(paths: Iterable[str | os.PathLike]) -> list[PredictInput]:
-    """Turn the user's INPUT arguments into cases (see :data:`INPUT_RULES`)."""
+    """Turn the user's INPUT arguments into cases (see :data:`medseg.commands.predict.INPUT_RULES`)."""
     inputs: list[PredictInput] = []
     for raw in paths:
         p = Path(raw)
@@ -370,16 +346,6 @@ def load_predictor(checkpoint: str | os.PathLike, device: str | torch.device = "
     return model.to(resolve_device(device)).eval(), meta
 
 
-def as_cached(x: torch.Tensor) -> torch.Tensor:
-    """Round network inputs to float16 and back, as the slice cache stores them.
-
-    Training, validation and test read their inputs from the float16 slice
-    cache (:mod:`medseg.data.cache`); rounding here makes predict's input — and
-    therefore its mask — bit-identical to what ``medseg evaluate`` scores.
-    """
-    return torch.from_numpy(x.numpy().astype(np.float16).astype(np.float32))
-
-
 # --------------------------------------------------------------------------- one case
 
 
@@ -426,7 +392,7 @@ def _read_frame(inp: PredictInput) -> np.ndarray:
 
 def predict_ct(model: torch.nn.Module, hu: np.ndarray, pre: dict, batch_size: int) -> np.ndarray:
     """(Z, Y, X) HU volume → (Z, Y, X) uint8 {0, 1} mask on the same grid."""
-    from .data.preprocess import predict_slices, preprocess_ct
+    from .data.preprocess import as_cached, predict_slices, preprocess_ct
 
     x = as_cached(preprocess_ct(hu, pre["window"], pre["size"]))
     return predict_slices(model, x, hu.shape[-2:], batch_size).numpy()
@@ -434,7 +400,7 @@ def predict_ct(model: torch.nn.Module, hu: np.ndarray, pre: dict, batch_size: in
 
 def predict_frame(model: torch.nn.Module, image: np.ndarray, pre: dict, batch_size: int = 1) -> np.ndarray:
     """(H, W[, C]) frame → (H, W) uint8 {0, 1} mask of the frame's size."""
-    from .data.preprocess import predict_slices, preprocess_frame
+    from .data.preprocess import as_cached, predict_slices, preprocess_frame
 
     x = as_cached(preprocess_frame(image, int(pre["channels"]), pre["size"])[None])
     return predict_slices(model, x, image.shape[:2], batch_size)[0].numpy()

@@ -5,6 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+INPUT_RULES = """\
+inputs (INPUT...):
+  DICOM file          one file (.dcm, or any file with the DICOM preamble) is read alone,
+                      as a one-slice volume; name = file stem
+  NIfTI file          .nii / .nii.gz, a 3D CT volume; name = file name minus .nii/.nii.gz
+  PNG/JPEG frame      .png/.jpg/.jpeg; name = file stem
+  folder              a folder is ONE DICOM series when it holds (directly or in any
+                      subfolder) DICOM files of exactly one SeriesInstanceUID and no other
+                      image files; name = folder name. Otherwise each NIfTI/PNG/JPEG file
+                      directly in it is an input and each subfolder is searched by the same
+                      rule (e.g. a folder of patients, each with one series). Loose DICOM
+                      files next to other series or images are an error. Hidden files,
+                      non-image files (.meta, .json, ...), BAGLS masks (*_seg.png) and
+                      predict's own outputs (*_mask.*, *_overlay.png) are skipped.
+  A Pancreas-CT checkpoint takes CT volumes (DICOM, NIfTI); a BAGLS checkpoint takes
+  frames (PNG/JPEG). Input names must be unique.
+
+outputs (in --output):
+  CT      <name>_mask.nii.gz  uint8 0/1 in the input's geometry (size, origin, spacing,
+                              direction as SimpleITK reads it), gzip-compressed
+  frame   <name>_mask.png     8-bit, 0 background / 255 foreground, the frame's size
+  --overlay  <name>_overlay.png  CT: up to 3 axial slices in the HU window with the mask;
+                              frame: the frame with the mask blended in
+  Nothing is written unless every input succeeds; existing files need --force."""
+
+
 EXAMPLES = """examples:
   medseg predict --checkpoint runs/pancreas_unet_none_seed0/checkpoints/best.ckpt \\
       --output out/ Pancreas-CT/PANCREAS_0001 scan.nii.gz --overlay
@@ -15,7 +41,6 @@ EXAMPLES = """examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..cli import HelpFormatter
-    from ..predict import INPUT_RULES
 
     p = sub.add_parser(
         "predict", help="predict masks for new scans or frames",

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..errors import DataError
@@ -125,7 +126,7 @@ class SliceCache:
             native = np.asarray(frame.mask, dtype=np.uint8)[None]
             y = resize_label(native, size)
         return {
-            "image": x.numpy().astype(np.float16),
+            "image": x.to(torch.float16).numpy(),
             "label": y.numpy().astype(np.uint8),
             "native_label": np.packbits(native.astype(bool).ravel()),
             "native_shape": np.asarray(native.shape, dtype=np.int64),

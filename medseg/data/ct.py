@@ -101,10 +101,10 @@ def sitk_to_volume(img: sitk.Image, path: str | os.PathLike) -> tuple[np.ndarray
 
 
 def nifti_nonfinite_count(path: str | os.PathLike) -> int:
-    """NaN/inf voxels stored in a floating-point NIfTI file (0 for other files).
+    """NaN/inf voxels stored in a NIfTI file (0 for other files); truncation is a DataError.
 
-    ITK's NIfTI reader silently turns NaN into 0, so the stored values are
-    checked with nibabel; integer NIfTI files cannot hold NaN and are skipped.
+    ITK's NIfTI reader silently turns NaN into 0 and zero-fills truncated data, so
+    the stored values are read again with nibabel; integer files cannot hold NaN.
     """
     name = Path(path).name.lower()
     if not (name.endswith(".nii") or name.endswith(".nii.gz")):
@@ -112,12 +112,14 @@ def nifti_nonfinite_count(path: str | os.PathLike) -> int:
     import nibabel as nib
 
     try:
+        # read the data of every NIfTI, not only float ones: ITK also zero-fills the
+        # missing voxels of a truncated file without an error, nibabel raises
         img = nib.load(str(path))
-        if img.get_data_dtype().kind not in "fc":
-            return 0
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - SimpleITK read it; report nibabel's view
         raise DataError(f"{path}: unreadable or truncated NIfTI file ({type(exc).__name__})") from None
+    if data.dtype.kind not in "fc":
+        return 0
     return int(data.size - np.count_nonzero(np.isfinite(data)))
 
 

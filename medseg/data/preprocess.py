@@ -84,6 +84,15 @@ def preprocess_frame(image: np.ndarray, channels: int, size: Sequence[int]) -> t
     return _resize(x, size, "bilinear").clamp_(0.0, 1.0).contiguous()
 
 
+def as_cached(x: torch.Tensor) -> torch.Tensor:
+    """Round network inputs to float16 and back, exactly as the slice cache stores them.
+
+    Training and evaluation read float16 cache entries (:mod:`medseg.data.cache`);
+    ``medseg predict`` applies this so its masks are bit-identical to evaluation's.
+    """
+    return x.to(torch.float16).to(torch.float32)
+
+
 def probabilities_to_native_mask(probs: torch.Tensor, native_hw: Sequence[int]) -> torch.Tensor:
     """(N, K, H, W) class probabilities → (N, Y, X) uint8 arg-max mask on the native grid."""
     native_hw = (int(native_hw[0]), int(native_hw[1]))

@@ -13,13 +13,13 @@ posterior = image bottom, +z superior) with
 * bowel loops filled with fluid, air, positive contrast or collapsed (soft
   tissue, close to the pancreas in intensity — the distractors);
 * the target: a small, elongated, curved, lobulated tube (head → body → tail,
-  rising towards the spleen) lying in a soft-tissue bed, only 15–30 HU brighter
+  rising towards the spleen) lying in a soft-tissue bed, only 35–60 HU brighter
   than the bed; it spans part of the slices, so many slices have no target.
   Every other scan (index 0, 2, …) carries a hypodense "tumour" (label 2 in the MSD layout).
 
 Shape, size, position and intensity of the target, organ contrasts, a global
 HU offset, a smooth bias field, blur (in-plane and along z) and noise
-(σ 8–22 HU, slightly correlated) vary per scan, so a U-Net trained on eight
+(σ 6–16 HU, slightly correlated) vary per scan, so a U-Net trained on eight
 scans over-fits. Everything is drawn from ``numpy.random.default_rng`` seeded
 by ``(seed, case)``; DICOM UIDs are derived from the seed and no timestamps are
 written, so the same seed gives byte-identical files.
@@ -281,7 +281,7 @@ def pancreas_phantom(index: int, seed: int = 0, size: int = 128, slices: int = 4
     bed = (dist < bed_margin * np.clip(1.0 + 0.6 * bed_field, 0.2, 2.0)) & cavity
     pancreas = (dist < 0.0) & cavity
     bed_hu = tissue_hu + 10.0 + j(8)
-    delta = float(rng.uniform(15.0, 30.0))
+    delta = float(rng.uniform(35.0, 60.0))
     hu[bed] = bed_hu
     texture = _smooth_field(rng, shape, (12, 40, 40))
     hu[pancreas] = bed_hu + delta + 6.0 * texture[pancreas]
@@ -306,7 +306,7 @@ def pancreas_phantom(index: int, seed: int = 0, size: int = 128, slices: int = 4
     hu[tissue] += j(20) + 8.0 * _smooth_field(rng, shape, (2, 3, 3))[tissue]
     sigma_xy = float(rng.uniform(0.4, 1.2))
     hu = ndimage.gaussian_filter(hu, (float(rng.uniform(0.3, 0.8)), sigma_xy, sigma_xy), mode="nearest")
-    noise_sigma = float(rng.uniform(8.0, 22.0))
+    noise_sigma = float(rng.uniform(6.0, 16.0))
     noise = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), (0.0, 0.6, 0.6))
     noise *= noise_sigma / (float(noise.std()) + 1e-6)
     hu += noise

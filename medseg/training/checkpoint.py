@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -54,10 +55,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        # torch's message suggests weights_only=False, which is exactly what must not be
+        # done with an untrusted file; quote only the line naming the offending global
+        found = re.search(r"[Uu]nsupported (?:GLOBAL|global)[^\n.]*", str(exc))
+        what = f": {found.group(0).strip()}" if found else ""
         raise CheckpointError(
-            f"{p}: refused to load: the file holds objects other than tensors and plain data "
-            f"(weights_only=True){': ' + first if first else ''}"
+            f"{p}: refused to load: the file holds objects other than tensors and plain data, "
+            f"which could run code (opened with weights_only=True){what}"
         ) from None
     except Exception as exc:  # truncated zip, not a torch file, ...
         raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__})") from None
