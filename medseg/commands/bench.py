@@ -1,0 +1,111 @@
+"""``medseg bench`` — run benchmark sections, print tables, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EXAMPLES = """examples:
+  medseg bench --out bench/results.json
+  medseg bench --section regularizers --only heuristic,dropout --repeats 5 --force
+  medseg bench --quick --out /tmp/bench.json        # tiny shapes: checks the plumbing only
+"""
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..bench import sections
+    from ..cli import HelpFormatter
+
+    listing = "\n".join(f"  {s.name:14s} {s.description}" for s in sections().values())
+    p = sub.add_parser(
+        "bench", help="benchmark the regularizers, a U-Net step and the data/predict paths",
+        description="Measure performance targets on this machine. Each section prints a table "
+        "with a PASS/FAIL column per target; all rows are written to a JSON file. Times are "
+        "medians of repeats measured side by side (interleaved) in one process, ratios the "
+        "median of the paired ratios.",
+        epilog=f"sections:\n{listing}\n\n{EXAMPLES}", formatter_class=HelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("bench/results.json"),
+                   help="JSON file for all rows (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--section", type=_csv, default=None, metavar="NAME,NAME",
+                   help="sections to run (default: all)")
+    p.add_argument("--only", type=_csv, default=None, metavar="KEY,KEY",
+                   help="regularizer keys for the regularizer sections (default: all)")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="timed repeats per measurement (default: each section's own, "
+                   "3 for the big regularizer shapes, 5 for the U-Net step)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny shapes and 1 repeat: checks that everything runs; no target is judged")
+    p.add_argument("--device", default="cpu", help="torch device to measure on")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench import BenchOptions, sections
+    from ..bench.report import document, generic_table, summary
+    from ..errors import ConfigError
+    from ..io import atomic_write_text
+
+    available = sections()
+    names = args.section or list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"bench --section: unknown section(s) {', '.join(unknown)} "
+                          f"(available: {', '.join(available)})")
+    if args.repeats is not None and args.repeats < 1:
+        raise ConfigError(f"bench --repeats must be >= 1, got {args.repeats}")
+    if args.out.exists() and not args.force:
+        raise ConfigError(f"bench --out {args.out} exists (use --force to replace it)")
+    if args.out.exists() and args.out.is_dir():
+        raise ConfigError(f"bench --out {args.out} is a directory")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ConfigError(f"bench --device: unknown device '{args.device}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("bench --device cuda: CUDA is not available")
+    if args.only:
+        from ..bench.regularizers import select_keys
+
+        select_keys(args.only)  # fail before any measurement
+
+    def progress(line: str) -> None:
+        print(f"  … {line}", file=sys.stderr, flush=True)
+
+    options = BenchOptions(repeats=args.repeats, quick=args.quick, only=args.only,
+                           device=str(device), progress=progress)
+    rows = []
+    started = time.perf_counter()
+    for name in names:
+        section = available[name]
+        t0 = time.perf_counter()
+        section_rows = section.run(options)
+        for row in section_rows:
+            row.setdefault("section", name)
+        rows += section_rows
+        table = (section.table or generic_table)(section_rows)
+        print(f"\n== {name}: {section.description} ({time.perf_counter() - t0:.0f} s)")
+        if args.quick:
+            print("   (--quick: tiny shapes, targets not judged)")
+        print(table, flush=True)
+    meta = {"sections": names, "quick": args.quick, "repeats": args.repeats, "only": args.only,
+            "device": str(device), "seconds": round(time.perf_counter() - started, 1)}
+    atomic_write_text(args.out, document(rows, meta))
+    result = summary(rows)
+    if result["passed"] is None:
+        verdict = "no target judged"
+    elif result["passed"]:
+        verdict = f"all {result['targets_checked']} targets PASS"
+    else:
+        verdict = (f"{len(result['targets_failed'])} of {result['targets_checked']} targets FAIL: "
+                   + ", ".join(result["targets_failed"]))
+    print(f"\n{verdict}; results written to {args.out}")
+    return 0
