@@ -5,7 +5,8 @@ It is an *estimate*, stated as such wherever it is shown:
 * per (dataset, architecture, width, depth, batch size) one training step
   (forward + backward + Adam) is timed on this machine — on the GPU if one is
   available and the config allows it, else on the CPU — with the regularizer off,
-  on random input of at most 128×128 pixels; the time per slice is scaled
+  on random input of at most 128×128 pixels, with the run's ``train.num_threads``
+  (so the estimate reflects this machine's load at that moment); the time per slice is scaled
   linearly with the pixel count to the configured slice size;
 * an evaluation slice (forward only) is taken to cost :data:`EVAL_FRACTION` of a
   training slice;
@@ -85,14 +86,27 @@ def time_train_step(cfg: Mapping[str, Any]) -> tuple[float, str]:
     """Seconds per training slice at the configured size (timed at ≤128×128, scaled)."""
     import torch
 
-    from ..models import build
-    from ..training.checkpoint import _model_options, in_channels
-
     m, data = cfg["model"], cfg["data"]
     step = 2 ** m["depth"]
     h, w = (max(step, min(int(s), _MAX_SIDE) // step * step) for s in data["size"])
     batch = max(1, min(int(cfg["train"]["batch_size"]), 4))
     device = _device(cfg)
+    threads = torch.get_num_threads()
+    if cfg["train"]["num_threads"]:
+        torch.set_num_threads(cfg["train"]["num_threads"])  # as the run will
+    try:
+        return _time_step(cfg, device, h, w, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _time_step(cfg: Mapping[str, Any], device, h: int, w: int, batch: int) -> tuple[float, str]:
+    import torch
+
+    from ..models import build
+    from ..training.checkpoint import _model_options, in_channels
+
+    m, data = cfg["model"], cfg["data"]
     torch.manual_seed(0)
     model = build(m["name"], in_channels(cfg), 2, base_channels=m["base_channels"], depth=m["depth"],
                   norm=m["norm"], regularizer=None, **_model_options(m)).to(device)

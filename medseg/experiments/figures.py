@@ -37,7 +37,7 @@ _HD_COLOR = "#fdae6b"
 
 
 def new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=120)
+    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -101,7 +101,7 @@ def k_ablation_figure(ks: list[Any], dice: list[list[float]], iou: list[list[flo
         _boxes(ax, labels, values)
         ax.set_xticklabels(labels, rotation=0, fontsize=9)
         ax.set_xlabel("k")
-        ax.set_ylabel(f"test {name} (mean over cases, per repeat)")
+        ax.set_title(f"test {name} per repeat", fontsize=10)
     fig.suptitle(title, fontsize=11)
     return save_figure(fig, stem)
 
@@ -123,9 +123,9 @@ def coadapt_figure(series: Mapping[str, Mapping[str, tuple[list[float], list[flo
             line, = ax.plot(fr, mean, marker="o", markersize=3, label=method, **kw)
             ax.fill_between(fr, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_title(panel, fontsize=10)
-        ax.set_xlabel("fraction of feature maps zeroed before the output layer")
+        ax.set_xlabel("fraction of feature maps zeroed (input of the output layer)", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test DICE (mean ± std over draws and repeats)")
+    axes[0].set_ylabel("test DICE (mean ± std, draws × repeats)", fontsize=8)
     axes[-1].legend(fontsize=7, loc="lower left")
     fig.suptitle(title, fontsize=11)
     return save_figure(fig, stem)
