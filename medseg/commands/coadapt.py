@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated fractions of feature maps to zero")
     p.add_argument("--draws", type=int, default=3, help="random channel sets per fraction")
     p.add_argument("--seed", type=int, default=0, help="seed of the channel draws")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=Path, default=argparse.SUPPRESS,
                    help="output folder (default for an experiment folder: DIR/coadapt)")
     p.add_argument("--force", action="store_true", help="replace an existing coadapt.csv")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -43,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.coadapt import parse_fractions, run_coadapt
 
     path = run_coadapt(args.runs, fractions=parse_fractions(args.fractions), draws=args.draws,
-                       seed=args.seed, out=args.out, force=args.force, progress=not args.no_progress)
+                       seed=args.seed, out=getattr(args, "out", None), force=args.force, progress=not args.no_progress)
     print(f"co-adaptation results: {path} (plot: {path.with_suffix('.png')})")
     return 0

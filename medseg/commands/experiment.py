@@ -29,11 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "data split, and run the unfinished ones. Each finished run appends its "
                        "per-case test scores to DIR/results.csv atomically; a rerun resumes.",
                        epilog=EXAMPLE, formatter_class=HelpFormatter)
-    p.add_argument("--config", required=True, help="experiment config (YAML), e.g. "
+    # SUPPRESS: no "(default: None)" in the help of required/optional-without-default arguments
+    p.add_argument("--config", required=True, default=argparse.SUPPRESS, help="experiment config (YAML), e.g. "
                    "configs/experiments/cpu/pancreas_comparison.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
+    p.add_argument("overrides", nargs="*", metavar="key=value", default=argparse.SUPPRESS,
                    help="overrides of experiment/grid/train keys, e.g. grid.repeats=2 train.epochs=1")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=Path, default=argparse.SUPPRESS,
                    help="experiment folder (default: experiments/<config file name>)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs, which are done, and an estimated time; run nothing")
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--backend", default="local", choices=sorted(BACKENDS),
                    help="where runs execute: local = one after the other in this process")
-    p.add_argument("--max-runs", type=int, default=None, metavar="N",
+    p.add_argument("--max-runs", type=int, default=argparse.SUPPRESS, metavar="N",
                    help="stop after N runs (the rest stay for the next call)")
     p.add_argument("--force", action="store_true",
                    help="continue a folder whose experiment config differs (changed runs are redone)")
@@ -60,14 +61,15 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.grid import read_experiment
     from ..experiments.runner import run_experiment
 
-    if args.max_runs is not None and args.max_runs < 0:
+    max_runs = getattr(args, "max_runs", None)
+    if max_runs is not None and max_runs < 0:
         raise MedsegError("--max-runs must be >= 0")
-    resolved = read_experiment(args.config, args.overrides)
-    out = args.out or default_out(args.config)
+    resolved = read_experiment(args.config, getattr(args, "overrides", []))
+    out = getattr(args, "out", None) or default_out(args.config)
     if args.dry_run:
         return dry_run(resolved, out)
     outcome = run_experiment(resolved, out, backend=args.backend, force=args.force,
-                             max_runs=args.max_runs, progress=not args.no_progress,
+                             max_runs=max_runs, progress=not args.no_progress,
                              run_progress=args.run_progress)
     print(f"{outcome.total} runs: {outcome.done_before} already done, {len(outcome.ran)} run now, "
           f"{outcome.remaining} left")
@@ -82,6 +84,14 @@ def dry_run(resolved, out: Path) -> int:
     from ..experiments.grid import split_file_name
     from ..experiments.runner import plan_status
 
+    from ..experiments.grid import comparable, first_difference
+    from ..experiments.runner import plain_config, load_experiment_file
+
+    old = load_experiment_file(out)
+    diff = None if old is None else first_difference(comparable(old), comparable(plain_config(dict(resolved))))
+    if diff is not None:
+        print(f"note: {out} holds an experiment with a different config ('{diff[0]}' is {diff[1]!r} there, "
+              f"{diff[2]!r} now): running would be refused without --force")
     status = plan_status(resolved, out)
     splits = {label: out / split_file_name(resolved, label) for label in resolved["datasets"]}
     seconds, note = estimate_runs([s.config for s, _ in status], splits)

@@ -2,8 +2,8 @@
 
 It is an *estimate*, stated as such wherever it is shown:
 
-* per (dataset, architecture, width, depth, batch size) one training step
-  (forward + backward + Adam) is timed on this machine — on the GPU if one is
+* per (dataset, architecture, width, depth, batch size) a training step
+  (forward + backward + Adam) is timed (the fastest of three, after a warm-up) on this machine — on the GPU if one is
   available and the config allows it, else on the CPU — with the regularizer off,
   on random input of at most 128×128 pixels, with the run's ``train.num_threads``
   (so the estimate reflects this machine's load at that moment); the time per slice is scaled
@@ -124,15 +124,16 @@ def _time_step(cfg: Mapping[str, Any], device, h: int, w: int, batch: int) -> tu
         opt.step()
 
     one_step()  # warm-up (allocations, kernel selection)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    reps = 2
-    for _ in range(reps):
+    times = []
+    for _ in range(3):  # the fastest of three: the least disturbed by other load
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
         one_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    per_slice = (time.perf_counter() - t0) / (reps * batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    per_slice = min(times) / batch
     scale = (int(data["size"][0]) * int(data["size"][1])) / (h * w)
     return per_slice * scale, device.type
 

@@ -43,6 +43,9 @@ Rules (each checked; a violation is a :class:`~medseg.errors.ConfigError` naming
   parameter (the others run once, unswept); other keys apply to every run. Keys
   that the grid sets itself (``seed``, ``model.name``, ``regularizer.name``) or
   that would change the shared split (``data.root``, ``data.split``, …) cannot be swept.
+* with ``grid.regularizers`` a top-level ``regularizer`` section (or ``regularizer.k=3``
+  override) would be ignored, so it is an error (use ``grid.sweep.regularizer.k=[3]``);
+  likewise ``model.name`` with ``grid.models``.
 * ``grid.seeds`` needs at least ``repeats`` entries (the first ``repeats`` are used);
   given without ``repeats`` it sets ``repeats = len(seeds)``. The same seed is used
   for repeat r of every method, so repeats pair up across methods.
@@ -171,6 +174,13 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
         if key not in GRID_KEYS:
             raise ConfigError(f"experiment key 'grid.{key}' is unknown (grid has: {', '.join(GRID_KEYS)})")
     sections = {k: v for k, v in data.items() if k in (*SECTIONS, "seed")}
+    if "regularizers" in grid and data.get("regularizer"):
+        key = next(iter(data["regularizer"]))
+        raise ConfigError(f"experiment key 'regularizer.{key}' has no effect: grid.regularizers sets the "
+                          "regularizer of every run (give parameters in its entries, e.g. {name: heuristic, "
+                          f"k: 3}}, or sweep them: grid.sweep.regularizer.{key}=[...])")
+    if "models" in grid and isinstance(data.get("model"), Mapping) and "name" in data["model"]:
+        raise ConfigError("experiment key 'model.name' has no effect: grid.models sets the model of every run")
 
     bases = grid.get("datasets")
     if bases is None:

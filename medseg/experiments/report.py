@@ -225,11 +225,8 @@ REPEAT_COLUMNS = ["dataset", "model", "method", "regularizer", "params", "repeat
 def summary_markdown(cells: list[Mapping[str, Any]], dataset: str, metric: str) -> str:
     """Rows = methods, columns = models: mean ± std and the two p-values."""
     mine = [c for c in cells if c["dataset"] == dataset]
-    models = sorted({c["model"] for c in mine}, key=lambda m: [c["model"] for c in mine].index(m))
-    methods = []
-    for c in mine:
-        if c["method"] not in methods:
-            methods.append(c["method"])
+    models = list(dict.fromkeys(c["model"] for c in mine))    # order of first appearance
+    methods = list(dict.fromkeys(c["method"] for c in mine))
     by = {(c["method"], c["model"]): c for c in mine}
     name = METRIC_NAMES[metric]
     header = ["method"]

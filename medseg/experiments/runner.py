@@ -63,7 +63,10 @@ def execute_run(job: RunJob) -> list[dict[str, Any]]:
     """Train and test one run from scratch; return its per-case test scores."""
     from ..training.run import train_run
 
-    train_run(job.config, job.run_dir, force=True, progress=job.progress)
+    try:
+        train_run(job.config, job.run_dir, force=True, progress=job.progress)
+    except MedsegError as exc:
+        raise type(exc)(f"run {job.rel_dir}: {exc}") from None
     return results_mod.read_cases_csv(Path(job.run_dir) / "cases.csv")
 
 
@@ -127,7 +130,7 @@ def write_experiment_file(out_dir: Path, resolved: Mapping[str, Any]) -> None:
     atomic_write_text(out_dir / EXPERIMENT_FILE, text)
 
 
-def _plain(obj: Any) -> Any:
+def plain_config(obj: Any) -> Any:
     """YAML round trip, so in-memory configs compare like the stored ones."""
     return yaml.safe_load(yaml.safe_dump(obj, sort_keys=False))
 
@@ -140,7 +143,7 @@ def check_folder(out_dir: Path, resolved: Mapping[str, Any], force: bool) -> dic
             raise MedsegError(f"{out_dir}: folder exists and is not an experiment folder "
                               f"(no {EXPERIMENT_FILE}); choose another --out or use --force")
         return None
-    diff = first_difference(comparable(old), comparable(_plain(dict(resolved))))
+    diff = first_difference(comparable(old), comparable(plain_config(dict(resolved))))
     if diff is not None and not force:
         key, was, now = diff
         raise MedsegError(f"{out_dir / EXPERIMENT_FILE}: this folder holds an experiment with a "
@@ -152,15 +155,15 @@ def check_folder(out_dir: Path, resolved: Mapping[str, Any], force: bool) -> dic
 def _reconcile(out_dir: Path, old: Mapping[str, Any], plan: list[RunSpec]) -> int:
     """After a forced config change: drop rows of runs whose config changed or left the grid."""
     try:
-        old_cfgs = {s.rel_dir: _plain(s.config) for s in expand(old)}
+        old_cfgs = {s.rel_dir: plain_config(s.config) for s in expand(old)}
     except MedsegError:
         old_cfgs = {}
-    new_cfgs = {s.rel_dir: _plain(s.config) for s in plan}
+    new_cfgs = {s.rel_dir: plain_config(s.config) for s in plan}
     same = {k for k, v in new_cfgs.items() if old_cfgs.get(k) == v}
     # a changed data section means a new split for that dataset
     for label, cfg in old["datasets"].items():
         new = next((s.config for s in plan if s.dataset == label), None)
-        if new is None or _plain(new["data"]) != cfg["data"]:
+        if new is None or plain_config(new["data"]) != cfg["data"]:
             (out_dir / split_file_name(old, label)).unlink(missing_ok=True)
     return results_mod.prune(out_dir / results_mod.FILENAME, lambda r: r["run_dir"] in same)
 

@@ -84,11 +84,29 @@ def test_sweep_applies_to_regularizers_with_that_parameter(tmp_path):
     ({}, ["grid.regularizers=[none,nosuch]"], "nosuch"),
     ({}, ["grid.regularizers=[none,none]"], "share the folder"),
     ({}, ["grid.models=[unet,resnet]"], "model.name"),
+    ({}, ["grid.regularizers=[none,heuristic]", "regularizer.k=3"], "'regularizer.k' has no effect"),
+    ({}, ["grid.models=[unet]", "model.name=unet"], "'model.name' has no effect"),
+    ({"grid": {"datasets": [BASE, BASE]}}, [], "dataset 'pancreas' appears twice"),
 ])
 def test_bad_experiment_configs_name_the_key(tmp_path, data, overrides, match):
     f = write(tmp_path / "e.yaml", {"base": str(REPO / BASE), **data})
     with pytest.raises(ConfigError, match=match):
         read_experiment(f, overrides)
+
+
+def test_multi_dataset_grid(tmp_path, monkeypatch):
+    from medseg.experiments.grid import split_file_name
+
+    monkeypatch.chdir(REPO)
+    f = write(tmp_path / "e.yaml", {"train": {"epochs": 2}, "grid": {
+        "datasets": [BASE, "configs/cpu/bagls_unet.yaml"], "regularizers": ["none"], "repeats": 2}})
+    r = read_experiment(f)
+    specs = expand(r)
+    assert [(s.dataset, s.repeat) for s in specs] == [("pancreas", 0), ("bagls", 0), ("pancreas", 1), ("bagls", 1)]
+    assert specs[1].rel_dir == "runs/bagls/unet/none/repeat0"
+    assert {s.config["train"]["epochs"] for s in specs} == {2}
+    assert specs[1].config["data"]["dataset"] == "bagls"
+    assert [split_file_name(r, d) for d in ("pancreas", "bagls")] == ["split_pancreas.json", "split_bagls.json"]
 
 
 def test_base_path_relative_to_cwd_or_to_the_experiment_file(tmp_path, monkeypatch):
@@ -261,6 +279,9 @@ def test_cli_dry_run_lists_runs_without_writing(tiny_grid, tmp_path, capsys):
     assert main(["experiment", "--config", cfg, "--out", str(out), "--dry-run", *overrides]) == 0
     text = capsys.readouterr().out
     assert text.count(" done ") == 4 and "4 runs: 4 done, 0 to do" in text and "estimate" in text
+    assert main(["experiment", "--config", cfg, "--out", str(out), "--dry-run", *overrides,
+                 "train.lr=0.01"]) == 0
+    assert "note: " in (text := capsys.readouterr().out) and "'datasets.pancreas.train.lr'" in text
     fresh = tmp_path / "fresh"
     assert main(["experiment", "--config", cfg, "--out", str(fresh), "--dry-run", *overrides]) == 0
     text = capsys.readouterr().out
