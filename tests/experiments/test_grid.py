@@ -289,3 +289,17 @@ def test_cli_dry_run_lists_runs_without_writing(tiny_grid, tmp_path, capsys):
     assert not fresh.exists()
     assert main(["experiment", "--config", cfg, "--out", str(fresh), *overrides, "grid.bogus=1"]) == 2
     assert "medseg: error: experiment key 'grid.bogus' is unknown" in capsys.readouterr().err
+
+
+def test_cli_run_resumes_and_stops_after_max_runs(grid_copy, capsys):
+    out, resolved, overrides = grid_copy
+    cfg = resolved["source"]["config"]
+    last = expand(resolved)[-1].rel_dir
+    results_mod.prune(out / "results.csv", lambda r: r["run_dir"] != last)
+    args = ["experiment", "--config", cfg, "--out", str(out), "--no-progress", *overrides]
+    assert main([*args, "--max-runs", "0"]) == 0
+    assert "4 runs: 3 already done, 0 run now, 1 left" in capsys.readouterr().out
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "4 runs: 3 already done, 1 run now, 0 left" in text and f"medseg report {out}" in text
+    assert len(results_mod.finished_runs(out / "results.csv")) == 4
