@@ -37,7 +37,9 @@ def bench_config(root: Path) -> dict[str, Any]:
     from ..config import load_config
 
     if CPU_CONFIG.is_file():
-        return load_config(CPU_CONFIG, [f"data.root={root}"])
+        # the target is stated for 128×128×48 volumes: run the network at the scan's
+        # own 128×128 (the CPU training config trains at 64×64)
+        return load_config(CPU_CONFIG, [f"data.root={root}", "data.size=[128,128]"])
     return load_config(None, [*_FALLBACK, f"data.root={root}"])
 
 
