@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/medseg bench --out bench/results.json
 
 clean:
-	rm -rf runs outputs bench .pytest_cache
+	rm -rf runs outputs bench experiments .pytest_cache
 
 distclean: clean
 	rm -rf $(VENV) data/synthetic data/cache
