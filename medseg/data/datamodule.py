@@ -10,6 +10,12 @@
 
 ``prepare_data`` builds the slice cache (rank 0 only under DDP); ``setup`` loads
 the cached arrays into memory.
+
+Under DDP nothing here shards by hand: Lightning replaces the samplers with a
+``DistributedSampler`` (``use_distributed_sampler``, on by default) — shuffled for
+training, in order for the case loaders, padded by repeating cases so every rank
+gets as many batches; :class:`~medseg.training.module.SegmentationModule` gathers
+the per-case rows and drops the repeats, so each case is scored exactly once.
 """
 
 from __future__ import annotations
@@ -96,8 +102,11 @@ class SegmentationDataModule(pl.LightningDataModule):
             labels.append(entry["label"])
         transform = train_transforms(augment)
         # MONAI's random transforms draw from their own RandomState: seed it from
-        # torch so `seed_everything` makes augmentation reproducible.
-        transform.set_random_state(seed=int(torch.initial_seed() % (2**32)))
+        # torch so `seed_everything` makes augmentation reproducible. Under DDP every
+        # rank has the same torch seed: add the rank so ranks augment differently
+        # (rank 0, and a single process, use the seed itself).
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        transform.set_random_state(seed=int((torch.initial_seed() + rank) % (2**32)))
         return SliceDataset(np.concatenate(images), np.concatenate(labels), transform)
 
     def train_dataloader(self) -> DataLoader:

@@ -10,6 +10,19 @@
 
 ``--resume`` continues from ``last.ckpt`` (saved at every epoch end, so a run
 killed mid-epoch loses at most that epoch).
+
+Several devices (``train.devices``, ``train.strategy: ddp``, ``train.num_nodes``):
+Lightning's DDP runs one process per device. Started as a plain ``medseg train``,
+Lightning's launcher re-executes the same command once per extra device (those
+processes carry ``LOCAL_RANK``/``NODE_RANK``); under SLURM ``srun`` starts every
+process itself (``SLURM_PROCID``), under ``torchrun`` ``RANK`` is set. Only the
+process of global rank 0 (:func:`launcher_rank_is_zero`, known before any Trainer
+exists) prepares the run folder (``--force`` replacement, ``split.json``,
+``config.yaml``); the other ranks draw the same split from the config themselves
+(or read it on ``--resume``) and never write to the folder — checkpoints, logs,
+``metrics.json`` and ``cases.csv`` come from rank 0 alone. Validation and test
+cases are sharded by Lightning's ``DistributedSampler`` and the per-case rows
+gathered across ranks (:mod:`medseg.training.module`), so each case counts once.
 """
 
 from __future__ import annotations
@@ -49,6 +62,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*number of training batches.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+    # val/test scores are gathered across ranks by the module itself: equal on every rank
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
 
 
 def _precision(train: Mapping[str, Any]) -> str:
@@ -86,17 +101,61 @@ def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool
     )
 
 
+def is_distributed(cfg: Mapping[str, Any]) -> bool:
+    """Whether the run may use more than one process: several devices (``auto``
+    counts, it means all GPUs of the node) or several nodes."""
+    t = cfg["train"]
+    devices = t["devices"]
+    several = devices == "auto" or (isinstance(devices, list) and len(devices) > 1) or (
+        isinstance(devices, int) and devices > 1)
+    return several or t["num_nodes"] > 1
+
+
+def launcher_rank_is_zero() -> bool:
+    """Whether this process is global rank 0 of a multi-process run, or not part of one.
+
+    Decided from the environment a launcher sets *before* the Trainer exists:
+    ``RANK`` (torchrun), ``SLURM_PROCID`` (``srun``, when Lightning would use its
+    SLURM environment), and ``NODE_RANK``/``LOCAL_RANK`` (the processes that
+    Lightning's own subprocess launcher re-executes, and other nodes of a manual
+    multi-node launch). A process with none of them is rank 0.
+    """
+    from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    env = os.environ
+    if TorchElasticEnvironment.detect():
+        return int(env.get("RANK", "0")) == 0
+    if SLURMEnvironment.detect():
+        return int(env.get("SLURM_PROCID", "0")) == 0
+    return int(env.get("NODE_RANK", env.get("GROUP_RANK", "0")) or 0) == 0 \
+        and int(env.get("LOCAL_RANK", "0") or 0) == 0
+
+
 def _setup_process(cfg: Mapping[str, Any]) -> None:
     import pytorch_lightning as pl
 
     _quiet_lightning()
     if cfg["train"]["num_threads"]:
         torch.set_num_threads(cfg["train"]["num_threads"])
+        if is_distributed(cfg):
+            # Lightning's DDP launcher sets torch threads to cores/processes unless
+            # OMP_NUM_THREADS is set; the variable also reaches the processes it starts.
+            os.environ["OMP_NUM_THREADS"] = str(cfg["train"]["num_threads"])
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
 
 
 def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], *, resume: bool, force: bool) -> dict[str, Any]:
-    """Create/check the run folder; returns the split the run uses."""
+    """Create/check the run folder; returns the split the run uses.
+
+    Only global rank 0 creates or replaces anything: the other ranks of a DDP run
+    (:func:`launcher_rank_is_zero` false) return the same split — drawn from the
+    config (deterministic: ``data.split_seed`` or ``data.split_file``) or, on
+    resume, read from ``split.json`` — and leave the folder alone.
+    """
+    if not launcher_rank_is_zero():
+        if resume:
+            return load_split(run_dir / "split.json", cfg["data"]["dataset"])
+        return resolve_split(cfg["data"])
     if resume:
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
@@ -170,7 +229,10 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", checkpoint:
         raise MedsegError(f"{ckpt_path}: incompatible with the run's model ({str(exc).splitlines()[0]})") from None
     if datamodule is None:
         datamodule = SegmentationDataModule(cfg, split_data, progress=progress)
-    datamodule.prepare_data()
+    if trainer.local_rank == 0:  # under DDP the cache is built by one process per node
+        datamodule.prepare_data()
+    if trainer.world_size > 1:
+        trainer.strategy.barrier("medseg-prepare")
     trainer.test(module, dataloaders=datamodule.case_dataloader(split), verbose=False)
     summary = dict(module.test_summary)
     summary.update({"split": split, "checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch"),
