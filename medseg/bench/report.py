@@ -55,10 +55,19 @@ def environment() -> dict[str, Any]:
 
 
 def summary(rows: list[Row]) -> dict[str, Any]:
-    checked = [r for r in rows if r.get("passed") is not None]
-    failed = [r["name"] for r in checked if r["passed"] is False]
-    return {"targets_checked": len(checked), "targets_failed": failed,
-            "passed": (not failed) if checked else None}
+    """Count the judged targets: each entry of a row's ``checks`` (if it has them),
+    else the row's own ``passed``."""
+    verdicts: list[tuple[str, bool]] = []
+    for r in rows:
+        checks = r.get("checks")
+        if checks:
+            verdicts += [(f"{r['name']} ({metric})", c["passed"]) for metric, c in checks.items()
+                         if c.get("passed") is not None]
+        elif r.get("passed") is not None:
+            verdicts.append((r["name"], r["passed"]))
+    failed = [name for name, ok in verdicts if not ok]
+    return {"targets_checked": len(verdicts), "targets_failed": failed,
+            "passed": (not failed) if verdicts else None}
 
 
 def document(rows: list[Row], meta: dict[str, Any]) -> str:

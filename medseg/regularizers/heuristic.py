@@ -29,29 +29,38 @@ paper's k-ablation; k=3 had the best mean), ``bins=10``, ``mask="laplace"``,
 ``torch.round``). With a single pixel per channel (H·W = 1) the unbiased variance
 is undefined; it is taken as 0 there (every channel then scores ``k / eps``).
 
-Implementation (one eager path, no compilation): the statistics are computed in
-float32 (float64 for float64 input) under ``no_grad``, over chunks of channel
-planes so the temporaries stay small and cache-resident. Per chunk: the variance
-by the two-pass formula ``Σ(x − mean)² / (H·W − 1)`` (the value of ``torch.var``,
-several times faster on CPU); the level index ``q + bins`` in place on one float
-buffer; one conversion to integers and a single integer ``scatter_add_`` of ones
-into the (plane, level) counts — no one-hot tensor is ever built.
+Implementation (one eager path, no compilation; costs measured on the project's
+2-core CPU with ``medseg bench``):
 
-The level index uses the identity ``tanh(x) = 2·sigmoid(2x) − 1``, i.e.
-``round(tanh(x)·bins) + bins = round(2·bins·sigmoid(2x))`` (``bins`` is an
-integer): the same quantity, but ``sigmoid`` is about ten times cheaper than
-``tanh`` on CPU and the quantisation is most of the method's cost. In float32
-both forms carry a rounding error of ~1e-7 per unit, so they can put a value in
-different neighbouring levels only when ``tanh(x)·bins`` lies within ~1e-6 of a
-level boundary ``j + ½`` — exactly where any float32 evaluation of the formula
-(``torch.tanh`` included) is ambiguous. The mask is applied by a custom
-autograd function that copies the input once and runs the 3×3 filter only on the
-``n·B`` selected planes; its backward is again one copy of the incoming gradient
-plus the adjoint filter (the kernel is symmetric: the same filter) on those planes.
+* statistics — computed in float32 (float64 for float64 input) under ``no_grad``
+  over chunks of ~2¹⁸ pixels, so every temporary stays in a core's L2 cache. Per
+  chunk: the variance by the two-pass formula ``Σ(x − mean)² / (H·W − 1)`` (the
+  value of ``torch.var``, whose Welford kernel is ~20× slower here); the level
+  index in place on one float buffer; one ``bincount`` over (plane, pixel mod 4,
+  level) — four interleaved sub-histograms per plane so that neighbouring pixels,
+  often at the same level, do not form one serial chain of increments. No
+  one-hot tensor is ever built. The entropy is ``ln(H·W) − Σ_l c_l·ln c_l / (H·W)``
+  with ``c·ln c`` read from a table (the same value as ``−Σ p·ln p``).
+* levels — via the identity ``tanh(x) = 2·sigmoid(2x) − 1``, i.e.
+  ``round(tanh(x)·bins) + bins = round(2·bins·sigmoid(2x))`` (``bins`` is an
+  integer): the same quantity, but ``sigmoid`` is ~10× cheaper than ``tanh`` on
+  CPU. In float32 both forms carry a rounding error of ~1e-7 per unit, so they can
+  put a value in different neighbouring levels only when ``tanh(x)·bins`` lies
+  within ~1e-6 of a level boundary ``j + ½`` — exactly where any float32
+  evaluation of the formula (``torch.tanh`` included) is ambiguous.
+* threads — the statistics, the selection and the plane filtering run on one
+  intra-op thread (see :func:`_serial`); only the two full-size copies (the
+  output in the forward, the input gradient in the backward) use all threads.
+* mask — a custom autograd function copies the input once and filters only the
+  ``n·B`` selected planes (``9·x − box3×3(x)``, the box sum done separably: a
+  1→1 ``conv2d`` is far slower on CPU); its backward is one copy of the incoming
+  gradient plus the adjoint filter on those planes (the kernel is symmetric, so
+  the adjoint — the transposed convolution — is the same filter).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from numbers import Integral, Real
 
@@ -64,10 +73,35 @@ from .registry import register
 #: the 3×3 Laplace drop mask of the paper
 LAPLACE_KERNEL = ((-1.0, -1.0, -1.0), (-1.0, 8.0, -1.0), (-1.0, -1.0, -1.0))
 MASKS = ("laplace", "zero")
-#: elements per statistics chunk: a 4 MiB float32 buffer plus its 8 MiB int64 level
-#: index stay in cache, and few enough chunks keep the number of parallel regions
-#: (each a thread barrier, costly on a contended CPU) small
-_CHUNK_ELEMENTS = 1 << 20
+#: elements per statistics chunk: its float32 buffer (1 MiB) and int32 bin index stay
+#: in a core's L2 cache; large enough that per-op dispatch costs little
+_CHUNK_ELEMENTS = 1 << 18
+
+
+@contextlib.contextmanager
+def _serial(device: torch.device):
+    """Run the enclosed CPU ops on one intra-op thread (restored afterwards).
+
+    The statistics are many short passes over cache-sized chunks. Split over
+    threads, each pass is an OpenMP parallel region whose barrier waits for every
+    thread: on a CPU shared with other processes a descheduled thread stalls each
+    region by a scheduler time slice (measured here: ~5–15 ms per region on 2 busy
+    cores, against ~0.1 ms of work), so the threaded loop became 10–50× slower
+    under load; the serial loop is not affected, and unloaded it costs little
+    (the heavy passes are the two full-size copies, which stay threaded).
+    ``torch.set_num_threads`` costs ~0.3 µs; the OpenMP team size it sets applies
+    to the calling thread, but torch also keeps it as the default for threads that
+    start using torch inside this window.
+    """
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -85,19 +119,58 @@ def channel_statistics(x: torch.Tensor, bins: int = 10) -> tuple[torch.Tensor, t
     """
     if x.dim() != 4:
         raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    with _serial(x.device):
+        return _channel_statistics(x, bins)
+
+
+def _channel_statistics(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     B, C, H, W = x.shape
     hw = H * W
     levels = 2 * bins + 1
     planes = x.reshape(B * C, hw)
     sdtype = _stats_dtype(x.dtype)
     n_planes = B * C
-    per_chunk = max(1, _CHUNK_ELEMENTS // max(hw, 1))
-    counts = torch.zeros(n_planes, levels, dtype=torch.int32, device=x.device)
+    # planes per chunk: ~_CHUNK_ELEMENTS pixels, and no more (plane, level) bins than that
+    per_chunk = max(1, min(_CHUNK_ELEMENTS // max(hw, 1), _CHUNK_ELEMENTS // (levels * _SUBHIST)))
+    counts = torch.zeros(n_planes, levels, dtype=torch.int64, device=x.device)
     variance = torch.zeros(n_planes, dtype=sdtype, device=x.device)
-    buf = torch.empty(min(per_chunk, n_planes), hw, dtype=sdtype, device=x.device)
-    ones = torch.ones((), dtype=torch.int32, device=x.device).expand(buf.shape)
-    for start in range(0, n_planes, per_chunk):
-        xs = planes[start:start + per_chunk]
+    _count_levels(planes, bins, 0, n_planes, per_chunk, counts, variance)
+    # −Σ p·ln p with p = c/hw equals ln(hw) − Σ c·ln c / hw: look c·ln c up in a table
+    # (0·ln 0 = 0) instead of taking a float64 log of every (plane, level) count
+    clogc = _count_log_count(hw, x.device).index_select(0, counts.view(-1)).view(n_planes, levels)
+    entropy = clogc.sum(dim=1).div_(-hw).add_(math.log(hw))
+    return entropy.view(B, C), variance.view(B, C)
+
+
+_CLOGC_CACHE: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _count_log_count(hw: int, device: torch.device) -> torch.Tensor:
+    """float64 table ``c·ln c`` for ``c = 0 … hw`` (cached per plane size and device)."""
+    key = (hw, str(device))
+    table = _CLOGC_CACHE.get(key)
+    if table is None:
+        c = torch.arange(hw + 1, dtype=torch.float64, device=device)
+        table = torch.special.xlogy(c, c)
+        if len(_CLOGC_CACHE) > 64:
+            _CLOGC_CACHE.clear()
+        _CLOGC_CACHE[key] = table
+    return table
+
+
+@torch.no_grad()
+def _count_levels(planes: torch.Tensor, bins: int, begin: int, end: int, per_chunk: int,
+                  counts: torch.Tensor, variance: torch.Tensor) -> None:
+    """Fill ``counts`` (levels) and ``variance`` for planes ``begin:end``, chunk by chunk."""
+    hw = planes.shape[1]
+    levels = 2 * bins + 1
+    sdtype = variance.dtype
+    rows = min(per_chunk, max(end - begin, 1))
+    buf = torch.empty(rows, hw, dtype=sdtype, device=planes.device)
+    split = _SUBHIST if hw >= 16 * _SUBHIST else 1
+    offsets = _bin_offsets(rows, hw, levels, split, sdtype, planes.device)
+    for start in range(begin, end, per_chunk):
+        xs = planes[start:min(start + per_chunk, end)]
         p = xs.shape[0]
         q = buf[:p]
         if xs.dtype != sdtype:
@@ -106,16 +179,40 @@ def channel_statistics(x: torch.Tensor, bins: int = 10) -> tuple[torch.Tensor, t
             # two-pass unbiased variance on the cache-resident chunk
             torch.sub(xs, xs.mean(dim=1, keepdim=True), out=q)
             variance[start:start + p] = q.square_().sum(dim=1).div_(hw - 1)
+        else:  # one pixel: variance 0 (NaN for a NaN pixel, so the check below sees it)
+            variance[start:start + p] = xs[:, 0] * 0
         # level index round(tanh(x)·bins) + bins = round(2·bins·sigmoid(2x)) in 0 … 2·bins
         torch.mul(xs, 2, out=q)
         q.sigmoid_().mul_(2 * bins).round_()
-        if not bool(torch.isfinite(variance[start:start + p]).all()):
-            q.nan_to_num_(nan=0.0)  # keep the level index valid; such planes are NaN anyway
-        level = q.to(torch.int64)
-        counts[start:start + p].scatter_add_(1, level, ones[:p])
-    prob = counts.to(torch.float64).div_(hw)
-    entropy = -torch.special.xlogy(prob, prob).sum(dim=1)
-    return entropy.view(B, C), variance.view(B, C)
+        # keep the level index valid for non-finite planes (their output is NaN anyway);
+        # on CPU the check is a cheap look at p variances, elsewhere it would be a sync
+        if planes.device.type != "cpu" or not bool(torch.isfinite(variance[start:start + p]).all()):
+            q.nan_to_num_(nan=0.0)
+        # one bincount over (plane, pixel mod split, level): neighbouring pixels, often
+        # at the same level, land in different counters (no serial increment chain)
+        q.add_(offsets[:p])
+        hist = torch.bincount(q.to(torch.int32).view(-1), minlength=p * split * levels)
+        counts[start:start + p] = hist.view(p, split, levels).sum(dim=1)
+
+
+#: sub-histograms per plane in the level count (see _count_levels)
+_SUBHIST = 4
+_OFFSETS_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _bin_offsets(rows: int, hw: int, levels: int, split: int, dtype: torch.dtype,
+                 device: torch.device) -> torch.Tensor:
+    """(rows, hw) bin offsets ``(plane·split + pixel mod split)·levels`` (cached)."""
+    key = (rows, hw, levels, split, dtype, str(device))
+    table = _OFFSETS_CACHE.get(key)
+    if table is None:
+        plane = torch.arange(rows, device=device).mul_(split).unsqueeze(1)
+        pixel = torch.arange(hw, device=device).remainder_(split).unsqueeze(0)
+        table = (plane + pixel).mul_(levels).to(dtype)
+        if len(_OFFSETS_CACHE) > 64:
+            _OFFSETS_CACHE.clear()
+        _OFFSETS_CACHE[key] = table
+    return table
 
 
 @torch.no_grad()
@@ -143,6 +240,15 @@ def laplace_planes(planes: torch.Tensor) -> torch.Tensor:
     return torch.mul(inp, 9).sub_(box).to(planes.dtype)
 
 
+def _replace(flat: torch.Tensor, index: torch.Tensor, laplace: bool) -> None:
+    """In place on planes (N, H, W): planes ``index`` → their Laplace (or zero)."""
+    with _serial(flat.device):  # n·B planes: small work, see _serial
+        if laplace:
+            flat.index_copy_(0, index, laplace_planes(flat.index_select(0, index)))
+        else:
+            flat.index_fill_(0, index, 0)
+
+
 class _ReplacePlanes(torch.autograd.Function):
     """``out = x`` except the planes ``index`` of x viewed as (B·C, H, W), which become
     ``Laplace(x[plane])`` (or zero). Backward: identity except those planes, which
@@ -153,11 +259,7 @@ class _ReplacePlanes(torch.autograd.Function):
         B, C, H, W = x.shape
         ctx.index, ctx.laplace = index, laplace
         out = x.clone(memory_format=torch.contiguous_format)
-        flat = out.view(B * C, H, W)
-        if laplace:
-            flat.index_copy_(0, index, laplace_planes(flat.index_select(0, index)))
-        else:
-            flat.index_fill_(0, index, 0)
+        _replace(out.view(B * C, H, W), index, laplace)
         return out
 
     @staticmethod
@@ -166,11 +268,7 @@ class _ReplacePlanes(torch.autograd.Function):
         B, C, H, W = grad.shape
         index = ctx.index
         grad_in = grad.clone(memory_format=torch.contiguous_format)
-        flat = grad_in.view(B * C, H, W)
-        if ctx.laplace:
-            flat.index_copy_(0, index, laplace_planes(flat.index_select(0, index)))
-        else:
-            flat.index_fill_(0, index, 0)
+        _replace(grad_in.view(B * C, H, W), index, ctx.laplace)
         return grad_in, None, None
 
 
@@ -238,7 +336,8 @@ class HeuristicDropout(Regularizer):
         n = self.num_dropped(C)
         if n == 0 or x.numel() == 0:
             return x
-        chosen = self.select(x)
-        base = torch.arange(B, device=x.device).mul_(C).unsqueeze(1)
-        index = (chosen + base).view(-1)
+        with _serial(x.device):  # everything but the full-size copies: small work, see _serial
+            chosen = self.select(x)
+            base = torch.arange(B, device=x.device).mul_(C).unsqueeze(1)
+            index = (chosen + base).view(-1)
         return _ReplacePlanes.apply(x, index, self.mask == "laplace")

@@ -119,3 +119,15 @@ def test_paired_times_structure():
     assert calls == {"ref": 4, "cand": 4}
     assert len(result["reference_runs_s"]) == len(result["candidate_runs_s"]) == 3
     assert result["ratio"] > 0
+
+
+def test_summary_counts_each_checked_target():
+    from medseg.bench.report import summary
+
+    rows = [
+        {"name": "a", "passed": False, "checks": {"time": {"passed": True}, "memory": {"passed": False}}},
+        {"name": "b", "passed": True},
+        {"name": "c", "passed": None},
+    ]
+    assert summary(rows) == {"targets_checked": 3, "targets_failed": ["a (memory)"], "passed": False}
+    assert summary([{"name": "c", "passed": None}])["passed"] is None

@@ -376,3 +376,9 @@ def test_nan_input_does_not_crash():
     x[0, 2, 1, 1] = float("nan")
     y = HeuristicDropout(rate=0.25)(x)
     assert y.shape == x.shape
+
+
+def test_nan_single_pixel_does_not_crash():
+    x = torch.tensor([[[[float("nan")]], [[1.0]]]])
+    y = HeuristicDropout(rate=0.5)(x)
+    assert y.shape == x.shape
