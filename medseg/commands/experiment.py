@@ -11,6 +11,8 @@ EXAMPLE = """examples:
   medseg experiment --config configs/experiments/cpu/k_ablation.yaml grid.repeats=2 train.epochs=1
   medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml \\
       grid.regularizers=[none,heuristic] grid.repeats=2
+  medseg experiment --config configs/experiments/paper/pancreas_comparison.yaml \
+      --backend ray --address auto grid.gpus_per_run=1 grid.cpus_per_run=4
   medseg report experiments/pc
 
 Every key of the experiment config (grid.models, grid.regularizers, grid.sweep.<key>,
@@ -41,7 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..experiments.runner import BACKENDS
 
     p.add_argument("--backend", default="local", choices=sorted(BACKENDS),
-                   help="where runs execute: local = one after the other in this process")
+                   help="where runs execute: local = one after the other in this process; ray = one "
+                   "Ray task per run, grid.cpus_per_run/grid.gpus_per_run each (pip install 'medseg[ray]')")
+    p.add_argument("--address", default=argparse.SUPPRESS, metavar="ADDR",
+                   help="--backend ray: the cluster to join (auto = the one `ray start` made on this "
+                   "node, or ray://HOST:10001); default: a new local Ray instance")
     p.add_argument("--max-runs", type=int, default=argparse.SUPPRESS, metavar="N",
                    help="stop after N runs (the rest stay for the next call)")
     p.add_argument("--force", action="store_true",
@@ -68,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     out = getattr(args, "out", None) or default_out(args.config)
     if args.dry_run:
         return dry_run(resolved, out)
-    outcome = run_experiment(resolved, out, backend=args.backend, force=args.force,
+    address = getattr(args, "address", None)
+    if address is not None and args.backend != "ray":
+        raise MedsegError("--address is for --backend ray")
+    outcome = run_experiment(resolved, out, backend=args.backend,
+                             backend_options={"address": address} if args.backend == "ray" else None,
+                             force=args.force,
                              max_runs=max_runs, progress=not args.no_progress,
                              run_progress=args.run_progress)
     print(f"{outcome.total} runs: {outcome.done_before} already done, {len(outcome.ran)} run now, "

@@ -23,12 +23,19 @@ uses the same data split. An experiment config says which::
       datasets:                           # optional: several base configs (multi-dataset grid);
         - configs/cpu/pancreas_unet.yaml  #   replaces `base`, one entry per dataset
         - configs/cpu/bagls_unet.yaml
+      cpus_per_run: 1                     # resources of one run on a cluster backend (Ray);
+      gpus_per_run: 0                     #   default 1 CPU, no GPU; the local backend ignores them
 
 Rules (each checked; a violation is a :class:`~medseg.errors.ConfigError` naming the key):
 
 * top-level keys: ``base``, ``grid``, ``description`` and the train sections
   ``data``, ``model``, ``regularizer``, ``train``, ``eval``, ``seed``; ``grid`` keys:
-  ``models``, ``regularizers``, ``sweep``, ``repeats``, ``seeds``, ``datasets``.
+  ``models``, ``regularizers``, ``sweep``, ``repeats``, ``seeds``, ``datasets``,
+  ``cpus_per_run``, ``gpus_per_run``.
+* ``grid.cpus_per_run`` (> 0, default 1) and ``grid.gpus_per_run`` (>= 0, default 0;
+  fractions allowed) are what a cluster backend reserves for each run. They do not
+  change any result, so they live apart from the runs' definition (``resources`` in
+  the resolved experiment) and may differ between calls on the same folder.
 * ``base`` (and each ``grid.datasets`` entry) is a path: absolute; else relative to
   the working directory if it exists there; else relative to the experiment
   file's folder or the nearest of its parent folders where it exists (so
@@ -72,8 +79,11 @@ from ..config import SECTIONS, apply_overrides, merge, read_yaml, validate
 from ..errors import ConfigError
 
 TOP_KEYS = ("base", "grid", "description", *SECTIONS, "seed")
-GRID_KEYS = ("models", "regularizers", "sweep", "repeats", "seeds", "datasets")
+GRID_KEYS = ("models", "regularizers", "sweep", "repeats", "seeds", "datasets", "cpus_per_run",
+             "gpus_per_run")
 DEFAULT_REPEATS = 5
+#: resources of one run on a cluster backend: grid key → (default, smallest allowed, exclusive)
+RESOURCE_KEYS = {"cpus_per_run": (1, 0, True), "gpus_per_run": (0, 0, False)}
 #: keys the grid sets itself or that would break the shared split: not sweepable
 UNSWEEPABLE = ("seed", "model.name", "regularizer.name", "data.dataset", "data.root", "data.layout",
                "data.num_cases", "data.split", "data.split_seed", "data.split_file",
@@ -227,6 +237,7 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
 
     sweep = _flatten_sweep(grid.get("sweep") or {})
     repeats, seeds_given = _repeats_and_seeds(grid)
+    resources = _resources(grid)
     seeds = {label: (list(seeds_given[:repeats]) if seeds_given is not None
                      else [cfg["seed"] + r for r in range(repeats)])
              for label, cfg in datasets.items()}
@@ -234,6 +245,7 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
         "datasets": datasets,
         "grid": {"models": models, "regularizers": regularizers, "sweep": sweep, "repeats": repeats},
         "seeds": seeds,
+        "resources": resources,
         "source": {"config": None if path is None else str(path), "overrides": overrides,
                    "base": base_paths, "description": data.get("description")},
     }
@@ -272,6 +284,19 @@ def _flatten_sweep(sweep: Any) -> dict[str, list[Any]]:
             out[key] = list(v)
 
     walk("", sweep)
+    return out
+
+
+def _resources(grid: Mapping[str, Any]) -> dict[str, int | float]:
+    out: dict[str, int | float] = {}
+    for key, (default, lo, exclusive) in RESOURCE_KEYS.items():
+        v = grid.get(key, default)
+        bad = isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or (
+            v <= lo if exclusive else v < lo)
+        if bad:
+            raise ConfigError(f"experiment key 'grid.{key}' must be a number {'>' if exclusive else '>='} "
+                              f"{lo}, got {v!r}")
+        out[key] = v
     return out
 
 
@@ -364,8 +389,9 @@ def split_file_name(resolved: Mapping[str, Any], dataset: str) -> str:
 
 
 def comparable(resolved: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a resolved experiment that defines its runs (``source`` left out)."""
-    return {k: v for k, v in resolved.items() if k != "source"}
+    """The part of a resolved experiment that defines its runs (``source`` and the
+    cluster ``resources`` left out)."""
+    return {k: v for k, v in resolved.items() if k not in ("source", "resources")}
 
 
 def first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:

@@ -23,15 +23,28 @@ changed (or that left the grid) are removed from ``results.csv`` and those runs 
 redone; runs whose config is unchanged are kept.
 
 Backends execute the runs (:class:`Backend`): :class:`LocalBackend` trains them one
-after the other in this process (the default, ``--backend local``). A backend only
-maps :func:`execute_run` over :class:`RunJob` s (plain, picklable data) and yields
-each result as it completes; the driver here writes ``results.csv``, so every
-backend produces the same file under the same resume rule.
+after the other in this process (the default, ``--backend local``);
+:class:`~medseg.experiments.ray_backend.RayBackend` (``--backend ray``, the optional
+``medseg[ray]`` extra) submits each as a Ray task with the grid's ``cpus_per_run`` /
+``gpus_per_run``. A backend only maps :func:`execute_run` over :class:`RunJob` s
+(plain, picklable data) and yields each result as it completes; the driver here
+writes ``results.csv``, so every backend produces the same file under the same
+resume rule.
+
+A run whose config asks for several devices or nodes (``train.devices``,
+``train.num_nodes``; see :func:`medseg.training.run.is_distributed`) is executed as a
+``python -m medseg train`` subprocess rather than in the calling process: Lightning's
+DDP launcher re-executes the *command line* once per extra device, which must be
+that run's ``medseg train``, not the grid driver (or a Ray worker).
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -57,17 +70,46 @@ class RunJob:
     run_dir: str
     config: dict[str, Any]
     progress: bool = False
+    #: resources a cluster backend reserves for the run (grid.cpus_per_run / gpus_per_run)
+    cpus: float = 1
+    gpus: float = 0
 
 
 def execute_run(job: RunJob) -> list[dict[str, Any]]:
     """Train and test one run from scratch; return its per-case test scores."""
-    from ..training.run import train_run
+    from ..training.run import is_distributed, train_run
 
     try:
-        train_run(job.config, job.run_dir, force=True, progress=job.progress)
+        if is_distributed(job.config):
+            _train_subprocess(job)
+        else:
+            train_run(job.config, job.run_dir, force=True, progress=job.progress)
     except MedsegError as exc:
         raise type(exc)(f"run {job.rel_dir}: {exc}") from None
     return results_mod.read_cases_csv(Path(job.run_dir) / "cases.csv")
+
+
+def _train_subprocess(job: RunJob) -> None:
+    """``python -m medseg train --force`` for one run (multi-device runs, see the module docstring)."""
+    from ..config import dump_config
+
+    parent = Path(job.run_dir).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    fd, cfg_path = tempfile.mkstemp(prefix=f".{Path(job.run_dir).name}.", suffix=".yaml", dir=parent)
+    os.close(fd)
+    try:
+        dump_config(job.config, cfg_path)
+        cmd = [sys.executable, "-m", "medseg", "train", "--config", cfg_path, "--out", job.run_dir,
+               "--force", *([] if job.progress else ["--no-progress"])]
+        proc = subprocess.run(cmd, stdout=None if job.progress else subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    finally:
+        Path(cfg_path).unlink(missing_ok=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stdout or "").splitlines() if ln.strip()]
+        why = next((ln.split("error: ", 1)[1] for ln in reversed(lines) if ln.startswith("medseg: error: ")),
+                   lines[-1] if lines else "no output")
+        raise MedsegError(f"medseg train failed (exit {proc.returncode}): {why}")
 
 
 class Backend:
@@ -95,15 +137,25 @@ class LocalBackend(Backend):
         return "local (sequential, this process)"
 
 
-#: backend name → factory(**options). Other backends (e.g. Ray) register here.
-BACKENDS: dict[str, Callable[..., Backend]] = {"local": LocalBackend}
+def _ray_backend(**options: Any) -> Backend:
+    from .ray_backend import RayBackend  # imports ray only when chosen (optional extra)
+
+    return RayBackend(**options)
+
+
+#: backend name → factory(**options). Other backends register here.
+BACKENDS: dict[str, Callable[..., Backend]] = {"local": LocalBackend, "ray": _ray_backend}
 
 
 def get_backend(name: str | Backend, **options: Any) -> Backend:
+    """A backend by name; ``options`` go to its factory (``local`` takes none, ``ray`` an ``address``)."""
     if isinstance(name, Backend):
         return name
     if name not in BACKENDS:
         raise MedsegError(f"unknown backend '{name}' (available: {', '.join(BACKENDS)})")
+    options = {k: v for k, v in options.items() if v is not None}
+    if name == "local" and options:
+        raise MedsegError(f"--backend local takes no {', '.join('--' + k for k in options)}")
     return BACKENDS[name](**options)
 
 
@@ -203,10 +255,13 @@ def plan_status(resolved: Mapping[str, Any], out_dir: str | Path) -> list[tuple[
     return [(s, s.rel_dir in done) for s in expand(resolved)]
 
 
-def make_job(spec: RunSpec, out_dir: Path, split_path: Path, progress: bool = False) -> RunJob:
+def make_job(spec: RunSpec, out_dir: Path, split_path: Path, progress: bool = False,
+             resources: Mapping[str, Any] | None = None) -> RunJob:
     cfg = copy.deepcopy(spec.config)
     cfg["data"]["split_file"] = str(split_path)
-    return RunJob(spec.rel_dir, str((out_dir / spec.rel_dir).resolve()), cfg, progress)
+    res = dict(resources or {})
+    return RunJob(spec.rel_dir, str((out_dir / spec.rel_dir).resolve()), cfg, progress,
+                  cpus=res.get("cpus_per_run", 1), gpus=res.get("gpus_per_run", 0))
 
 
 def result_rows(spec: RunSpec, cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -217,19 +272,22 @@ def result_rows(spec: RunSpec, cases: Iterable[Mapping[str, Any]]) -> list[dict[
 
 
 def run_experiment(resolved: Mapping[str, Any], out_dir: str | Path, *,
-                   backend: str | Backend = "local", force: bool = False,
+                   backend: str | Backend = "local", backend_options: Mapping[str, Any] | None = None,
+                   force: bool = False,
                    max_runs: int | None = None, progress: bool = True, run_progress: bool = False,
                    on_run_done: Callable[[RunSpec], None] | None = None) -> GridOutcome:
     """Run every unfinished run of the grid; see the module docstring for the rules.
 
-    ``max_runs`` stops after that many runs (the rest stay for the next call);
+    ``backend`` is a name of :data:`BACKENDS` (with ``backend_options``, e.g. Ray's
+    ``address``) or a :class:`Backend`; ``max_runs`` stops after that many runs (the
+    rest stay for the next call);
     ``on_run_done(spec)`` is called after each run's rows are in ``results.csv``.
     """
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     plan = expand(resolved)
-    be = get_backend(backend)
+    be = get_backend(backend, **dict(backend_options or {}))
     old = check_folder(out_dir, resolved, force)
     out_dir.mkdir(parents=True, exist_ok=True)
     if old is not None:
@@ -244,7 +302,8 @@ def run_experiment(resolved: Mapping[str, Any], out_dir: str | Path, *,
     if max_runs is not None:
         todo = todo[:max(0, max_runs)]
     by_dir = {s.rel_dir: s for s in todo}
-    jobs = [make_job(s, out_dir, splits[s.dataset], run_progress) for s in todo]
+    resources = resolved.get("resources")
+    jobs = [make_job(s, out_dir, splits[s.dataset], run_progress, resources) for s in todo]
     bar = tqdm(total=len(plan), initial=outcome.done_before, desc=f"grid ({be.name})", unit="run",
                disable=not progress, dynamic_ncols=True)
     try:

@@ -138,3 +138,30 @@ def test_launcher_rank_from_the_environment(monkeypatch):
     assert not launcher_rank_is_zero()
     monkeypatch.setenv("SLURM_PROCID", "0")
     assert launcher_rank_is_zero()
+
+
+def test_a_grid_run_on_two_devices_runs_as_its_own_medseg_train(pancreas_root, cache_dir, tmp_path):
+    """In a grid, a multi-device run is a `medseg train` subprocess (Lightning re-executes it per rank)."""
+    import yaml
+
+    from medseg.experiments import read_experiment, run_experiment
+    from medseg.experiments import results as results_mod
+
+    f = tmp_path / "ddp_grid.yaml"
+    f.write_text(yaml.safe_dump({"base": str(CONFIG), "grid": {"repeats": 1}}))
+    resolved = read_experiment(f, [f"data.root={pancreas_root}", f"data.cache_dir={cache_dir}", *OVERRIDES,
+                                   "train.accelerator=cpu", "train.devices=2", "train.strategy=ddp"])
+    out = tmp_path / "exp"
+    saved = {k: os.environ.pop(k) for k in LAUNCH_VARS if k in os.environ}
+    try:
+        outcome = run_experiment(resolved, out, progress=False)
+    finally:
+        os.environ.update(saved)
+    assert len(outcome.ran) == 1
+    run = out / outcome.ran[0]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 1  # sharded
+    rows = results_mod.read_results(out / "results.csv")
+    split = json.loads((out / "split.json").read_text())
+    assert sorted(r["case_id"] for r in rows) == sorted(split["test"])
+    assert [r["case_id"] for r in rows] == [r["case_id"] for r in read_cases(run / "cases.csv")]
+    assert not list(run.parent.glob(".*.yaml"))  # the temporary config is gone
