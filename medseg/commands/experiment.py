@@ -11,7 +11,7 @@ EXAMPLE = """examples:
   medseg experiment --config configs/experiments/cpu/k_ablation.yaml grid.repeats=2 train.epochs=1
   medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml \\
       grid.regularizers=[none,heuristic] grid.repeats=2
-  medseg experiment --config configs/experiments/paper/pancreas_comparison.yaml \
+  medseg experiment --config configs/experiments/paper/pancreas_comparison.yaml \\
       --backend ray --address auto grid.gpus_per_run=1 grid.cpus_per_run=4
   medseg report experiments/pc
 
