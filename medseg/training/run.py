@@ -64,6 +64,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
     # val/test scores are gathered across ranks by the module itself: equal on every rank
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+    # ... and the sampler's padding repeats are dropped there, so each case counts once
+    warnings.filterwarnings("ignore", message=".*Using `DistributedSampler` with the dataloaders.*")
 
 
 def _precision(train: Mapping[str, Any]) -> str:
