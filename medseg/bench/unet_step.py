@@ -25,7 +25,7 @@ from .report import fmt, render, result_text
 FULL = {"batch": 16, "size": 128, "base_channels": 16, "depth": 4}
 QUICK = {"batch": 2, "size": 32, "base_channels": 4, "depth": 4}
 TARGETS = {"heuristic": 1.15}
-DEFAULT_REPEATS = 5
+DEFAULT_REPEATS = 7
 
 
 def make_step(regularizer: str | None, config: dict, device: torch.device, seed: int = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 EXAMPLES = """examples:
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="regularizer keys for the regularizer sections (default: all)")
     p.add_argument("--repeats", type=int, default=None, metavar="N",
                    help="timed repeats per measurement (default: each section's own, "
-                   "3 for the big regularizer shapes, 5 for the U-Net step)")
+                   "3 for the regularizer shapes, 7 for the U-Net step)")
     p.add_argument("--quick", action="store_true",
                    help="tiny shapes and 1 repeat: checks that everything runs; no target is judged")
     p.add_argument("--device", default="cpu", help="torch device to measure on")
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..bench import BenchOptions, sections
     from ..bench.report import document, generic_table, summary
-    from ..errors import ConfigError
+    from ..errors import ConfigError, MedsegError
     from ..io import atomic_write_text
 
     available = sections()
@@ -83,21 +84,31 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(repeats=args.repeats, quick=args.quick, only=args.only,
                            device=str(device), progress=progress)
     rows = []
+    errors: dict[str, str] = {}
     started = time.perf_counter()
     for name in names:
         section = available[name]
         t0 = time.perf_counter()
-        section_rows = section.run(options)
+        print(f"\n== {name}: {section.description}", flush=True)
+        try:
+            section_rows = section.run(options)
+        except MedsegError:
+            raise
+        except Exception as exc:  # a broken section must not throw away the others' figures
+            traceback.print_exc()
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            print(f"   section {name} FAILED: {errors[name]}", flush=True)
+            continue
         for row in section_rows:
             row.setdefault("section", name)
         rows += section_rows
-        table = (section.table or generic_table)(section_rows)
-        print(f"\n== {name}: {section.description} ({time.perf_counter() - t0:.0f} s)")
         if args.quick:
             print("   (--quick: tiny shapes, targets not judged)")
-        print(table, flush=True)
+        print((section.table or generic_table)(section_rows))
+        print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
     meta = {"sections": names, "quick": args.quick, "repeats": args.repeats, "only": args.only,
-            "device": str(device), "seconds": round(time.perf_counter() - started, 1)}
+            "device": str(device), "seconds": round(time.perf_counter() - started, 1),
+            "errors": errors}
     atomic_write_text(args.out, document(rows, meta))
     result = summary(rows)
     if result["passed"] is None:
@@ -107,5 +118,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         verdict = (f"{len(result['targets_failed'])} of {result['targets_checked']} targets FAIL: "
                    + ", ".join(result["targets_failed"]))
+    if errors:
+        verdict += f"; {len(errors)} section(s) failed to run: {', '.join(errors)}"
     print(f"\n{verdict}; results written to {args.out}")
-    return 0
+    return 1 if errors else 0

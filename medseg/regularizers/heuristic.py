@@ -257,7 +257,8 @@ class _ReplacePlanes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, index: torch.Tensor, laplace: bool) -> torch.Tensor:
         B, C, H, W = x.shape
-        ctx.index, ctx.laplace = index, laplace
+        ctx.save_for_backward(index)
+        ctx.laplace = laplace
         out = x.clone(memory_format=torch.contiguous_format)
         _replace(out.view(B * C, H, W), index, laplace)
         return out
@@ -266,7 +267,7 @@ class _ReplacePlanes(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         B, C, H, W = grad.shape
-        index = ctx.index
+        (index,) = ctx.saved_tensors
         grad_in = grad.clone(memory_format=torch.contiguous_format)
         _replace(grad_in.view(B * C, H, W), index, ctx.laplace)
         return grad_in, None, None

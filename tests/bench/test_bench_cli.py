@@ -131,3 +131,25 @@ def test_summary_counts_each_checked_target():
     ]
     assert summary(rows) == {"targets_checked": 3, "targets_failed": ["a (memory)"], "passed": False}
     assert summary([{"name": "c", "passed": None}])["passed"] is None
+
+
+def test_a_failing_section_keeps_the_other_sections_results(tmp_path, monkeypatch, capsys):
+    import medseg.bench as bench
+
+    def boom(options):
+        raise RuntimeError("section exploded")
+
+    def fine(options):
+        return [{"section": "fine", "name": "x", "value": 1.0, "unit": "×", "target": "≤ 2",
+                 "passed": True}]
+
+    monkeypatch.setitem(bench._SECTIONS, "boom", bench.Section("boom", "fails", boom))
+    monkeypatch.setitem(bench._SECTIONS, "fine", bench.Section("fine", "works", fine))
+    out = tmp_path / "r.json"
+    assert main(["bench", "--section", "boom,fine", "--out", str(out)]) == 1
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["errors"] == {"boom": "RuntimeError: section exploded"}
+    assert [r["name"] for r in doc["rows"]] == ["x"]
+    assert doc["summary"]["passed"] is True
+    captured = capsys.readouterr()
+    assert "section boom FAILED" in captured.out and "Traceback" in captured.err
