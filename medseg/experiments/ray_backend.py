@@ -48,7 +48,14 @@ def import_ray():
 
 
 def _task(fn: Callable[[RunJob], Any], job: RunJob, cwd: str) -> Any:
-    """Body of one Ray task: run ``fn(job)`` from the driver's working directory."""
+    """Body of one Ray task: run ``fn(job)`` from the driver's working directory.
+
+    A Ray node started by ``srun`` (Ray on a SLURM allocation) passes its SLURM
+    task variables to its workers; Lightning would take the run for one rank of a
+    SLURM job (``SLURM_PROCID``), so they are dropped: a task is a run of its own.
+    """
+    for key in [k for k in os.environ if k.startswith("SLURM_")]:
+        del os.environ[key]
     if os.path.isdir(cwd):
         os.chdir(cwd)
     return fn(job)

@@ -150,11 +150,12 @@ def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], *, resume: bool, force: 
     """Create/check the run folder; returns the split the run uses.
 
     Only global rank 0 creates or replaces anything: the other ranks of a DDP run
-    (:func:`launcher_rank_is_zero` false) return the same split — drawn from the
+    (a config with several devices or nodes and :func:`launcher_rank_is_zero`
+    false) return the same split — drawn from the
     config (deterministic: ``data.split_seed`` or ``data.split_file``) or, on
     resume, read from ``split.json`` — and leave the folder alone.
     """
-    if not launcher_rank_is_zero():
+    if is_distributed(cfg) and not launcher_rank_is_zero():
         if resume:
             return load_split(run_dir / "split.json", cfg["data"]["dataset"])
         return resolve_split(cfg["data"])

@@ -140,6 +140,16 @@ def test_launcher_rank_from_the_environment(monkeypatch):
     assert launcher_rank_is_zero()
 
 
+def test_a_single_device_run_ignores_launcher_variables(pancreas_cfg, tmp_path, monkeypatch):
+    """e.g. a Ray worker on a SLURM node: a one-device run prepares its own folder."""
+    from medseg.training.run import prepare_run_dir
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    split = prepare_run_dir(tmp_path / "run", pancreas_cfg, resume=False, force=False)
+    assert (tmp_path / "run" / "split.json").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+    assert split["test"]
+
+
 def test_a_grid_run_on_two_devices_runs_as_its_own_medseg_train(pancreas_root, cache_dir, tmp_path):
     """In a grid, a multi-device run is a `medseg train` subprocess (Lightning re-executes it per rank)."""
     import yaml
