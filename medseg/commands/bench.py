@@ -34,11 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results.json"),
                    help="JSON file for all rows (written atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
-    p.add_argument("--section", type=_csv, default=None, metavar="NAME,NAME",
+    # SUPPRESS: no "(default: None)" after the help texts that say what the default is
+    p.add_argument("--section", type=_csv, default=argparse.SUPPRESS, metavar="NAME,NAME",
                    help="sections to run (default: all)")
-    p.add_argument("--only", type=_csv, default=None, metavar="KEY,KEY",
+    p.add_argument("--only", type=_csv, default=argparse.SUPPRESS, metavar="KEY,KEY",
                    help="regularizer keys for the regularizer sections (default: all)")
-    p.add_argument("--repeats", type=int, default=None, metavar="N",
+    p.add_argument("--repeats", type=int, default=argparse.SUPPRESS, metavar="N",
                    help="timed repeats per measurement (default: each section's own, "
                    "3 for the regularizer shapes, 7 for the U-Net step)")
     p.add_argument("--quick", action="store_true",
@@ -56,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from ..io import atomic_write_text
 
     available = sections()
+    args.section = getattr(args, "section", None)
+    args.only = getattr(args, "only", None)
+    args.repeats = getattr(args, "repeats", None)
     names = args.section or list(available)
     unknown = [n for n in names if n not in available]
     if unknown:
