@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/medseg bench --out bench/results.json
+	$(BIN)/medseg bench --out bench/results.json --force
 
 clean:
 	rm -rf runs outputs bench experiments .pytest_cache

@@ -67,7 +67,8 @@ def bench_predict(repeats: int = 3, *, size: int = 128, slices: int = 48,
     """
     from ..data import read_ct_volume, synth_pancreas
     from ..data.preprocess import preprocess_ct
-    from ..predict import as_cached, discover_inputs, load_predictor, predict
+    from ..data.preprocess import as_cached
+    from ..predict import discover_inputs, load_predictor, predict
     from .measure import paired_times, synchronize
 
     with tempfile.TemporaryDirectory(prefix="medseg-bench-predict-", dir=workdir) as tmp:
