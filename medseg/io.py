@@ -8,11 +8,14 @@ moment leaves either the old file or the new one, never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 
 def _tmp_path(path: Path) -> Path:
@@ -96,3 +99,20 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell: floats at full precision (``repr``), NaN as ``nan``."""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """A CSV document with a header row and one line per mapping in ``rows``."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([csv_cell(r[c]) for c in columns])
+    return buf.getvalue()

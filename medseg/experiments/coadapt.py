@@ -28,7 +28,6 @@ regularizer, the band = ± std over draws and repeats.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import re
@@ -40,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import MedsegError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, csv_text
 from .grid import method_label
 
 COLUMNS = ["run", "dataset", "model", "regularizer", "params", "repeat", "seed", "fraction", "draw",
@@ -205,19 +204,9 @@ def coadapt_run(info: RunInfo, fractions: Sequence[float], draws: int, seed: int
     return rows
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else repr(v)
-    return str(v)
-
 
 def coadapt_csv(rows: Iterable[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for r in rows:
-        w.writerow([_fmt(r[c]) for c in COLUMNS])
-    return buf.getvalue()
+    return csv_text(COLUMNS, rows)
 
 
 def read_coadapt(path: str | Path) -> list[dict[str, Any]]:

@@ -26,13 +26,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import DataError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, csv_text
 
 COLUMNS = ["dataset", "model", "regularizer", "params", "repeat", "seed", "case_id", "dice", "iou",
            "run_dir"]
@@ -86,19 +85,9 @@ def finished_runs(path: str | os.PathLike) -> set[str]:
     return {r["run_dir"] for r in read_results(path)}
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else repr(v)
-    return str(v)
-
 
 def _text(rows: Iterable[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for r in rows:
-        w.writerow([_fmt(r[c]) for c in COLUMNS])
-    return buf.getvalue()
+    return csv_text(COLUMNS, rows)
 
 
 def append_run(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> None:

@@ -25,10 +25,10 @@ generator.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ._validate import check_int, check_real
 from .base import Regularizer
+from .dropout import Dropout
 from .registry import register
 
 
@@ -83,7 +83,7 @@ class Cutout(Regularizer):
 
 
 @register("input_dropout")
-class InputDropout(Regularizer):
+class InputDropout(Dropout):
     """Dropout on the network input (ACIIDS 2021 dental-segmentation paper): zero each
     input value i.i.d. with probability ``p``, scale the rest by ``1/(1 − p)``.
 
@@ -96,13 +96,4 @@ class InputDropout(Regularizer):
     placement = "input"
 
     def __init__(self, p: float = 0.3):
-        super().__init__()
-        self.p = check_real("p", p, 0.0, 1.0, high_open=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        return F.dropout(x, self.p, training=True)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p:g}"
+        super().__init__(p)

@@ -27,8 +27,6 @@ gathered across ranks (:mod:`medseg.training.module`), so each case counts once.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -44,7 +42,7 @@ from ..config import dump_config, validate
 from ..data.datamodule import SegmentationDataModule
 from ..data.splits import load_split, resolve_split, save_split
 from ..errors import MedsegError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, csv_text
 from .checkpoint import load_checkpoint
 from .module import SegmentationModule
 
@@ -248,17 +246,11 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", checkpoint:
     return summary
 
 
+CASE_COLUMNS = ("case_id", "dice", "iou", "pred_voxels", "label_voxels", "intersection")
+
+
 def cases_csv(rows) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["case_id", "dice", "iou", "pred_voxels", "label_voxels", "intersection"])
-    for r in rows:
-        w.writerow([r.case_id, _fmt(r.dice), _fmt(r.iou), r.pred_voxels, r.label_voxels, r.intersection])
-    return buf.getvalue()
-
-
-def _fmt(v: float) -> str:
-    return "nan" if math.isnan(v) else repr(float(v))
+    return csv_text(CASE_COLUMNS, (r.as_row() for r in rows))
 
 
 def _jsonable(obj: Any) -> Any:
