@@ -274,13 +274,8 @@ def _check_header(inp: PredictInput) -> None:
             raise DataError(f"{inp.path}: unreadable NIfTI file (bad or truncated header)") from None
         if reader.GetDimension() != 3 and not (reader.GetDimension() == 4 and reader.GetSize()[3] == 1):
             raise DataError(f"{inp.path}: a {reader.GetDimension()}D image; a CT volume must be 3D")
-        need = 352 + int(np.prod(reader.GetSize())) * _pixel_bytes(reader)
-        # ITK zero-fills the missing voxels of a truncated file without an error: check the length
-        have = (_gzip_length(inp.path) if inp.path.name.lower().endswith(".gz")
-                else inp.path.stat().st_size)
-        if have < need:
-            raise DataError(f"{inp.path}: truncated NIfTI file ({have} bytes of image data, "
-                            f"needs at least {need})")
+        # the data itself (truncation, NaN) is checked by the reader, medseg.data.ct,
+        # when the case is read; outputs are staged, so a late failure leaves nothing
     elif inp.fmt == "frame":
         from PIL import Image
 
@@ -289,30 +284,6 @@ def _check_header(inp: PredictInput) -> None:
                 im.verify()  # PNG: every chunk's CRC; JPEG: the markers
         except Exception as exc:
             raise DataError(f"{inp.path}: unreadable image ({_why(exc)})") from None
-
-
-def _gzip_length(path: Path, chunk: int = 1 << 22) -> int:
-    """Decompressed length of a gzip file; a truncated or corrupt stream is a DataError."""
-    import gzip
-    import zlib
-
-    total = 0
-    try:
-        with gzip.open(path, "rb") as fh:
-            while block := fh.read(chunk):
-                total += len(block)
-    except (EOFError, OSError, zlib.error) as exc:
-        raise DataError(f"{path}: truncated or corrupt gzip data ({_why(exc)})") from None
-    return total
-
-
-def _pixel_bytes(reader: Any) -> int:
-    import SimpleITK as sitk
-
-    sizes = {sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2,
-             sitk.sitkUInt32: 4, sitk.sitkInt32: 4, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8,
-             sitk.sitkUInt64: 8, sitk.sitkInt64: 8}
-    return sizes.get(reader.GetPixelID(), 1) * max(1, reader.GetNumberOfComponents())
 
 
 # --------------------------------------------------------------------------- model
