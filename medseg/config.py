@@ -132,8 +132,9 @@ def _split(key: str, v: Any) -> list[int]:
     if not isinstance(v, (list, tuple)) or len(v) != 3:
         raise ConfigError(f"config key '{key}' must be [train, val, test] counts, got {v!r}")
     out = [_int(lo=0)(key, x) for x in v]
-    if out[0] < 1 or out[2] < 1:
-        raise ConfigError(f"config key '{key}' needs at least one train and one test case, got {v!r}")
+    if min(out) < 1:
+        raise ConfigError(f"config key '{key}' needs at least one train, one validation (model "
+                          f"selection) and one test scan, got {v!r}")
     return out
 
 

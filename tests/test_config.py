@@ -65,6 +65,7 @@ def test_unknown_keys_are_rejected_with_the_key_named(override, key):
     ("data.dataset=lung", "data.dataset"),
     ("data.window=[240,-100]", "data.window"),
     ("data.split=[8,2]", "data.split"),
+    ("data.split=[8,0,2]", "data.split"),
     ("data.augment=maybe", "data.augment"),
     ("eval.empty_score=2", "eval.empty_score"),
     ("data.split=[8,2,4]", "data.split"),  # 14 scans > num_cases 12

@@ -167,12 +167,16 @@ def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], *, resume: bool, force: 
                 raise MedsegError(f"{run_dir / 'config.yaml'}: the run was started with a different "
                                   f"'{section}'/seed config; resume with the same config")
         return load_split(run_dir / "split.json", cfg["data"]["dataset"])
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            raise MedsegError(f"{run_dir}: run folder exists and is not empty "
-                              "(use --resume to continue it or --force to replace it)")
-        shutil.rmtree(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise MedsegError(f"{run_dir}: run folder exists and is not empty "
+                          "(use --resume to continue it or --force to replace it)")
+    # every check before anything is written or, with --force, the old run is removed
     split = resolve_split(cfg["data"])
+    if not split["val"]:
+        raise MedsegError("the split has no validation cases: model selection (best checkpoint) "
+                          "needs at least one")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_split(split, run_dir / "split.json")
     dump_config(cfg, run_dir / "config.yaml")
@@ -189,8 +193,6 @@ def train_run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, resume: bool =
     module = SegmentationModule(cfg)
     trainer = make_trainer(cfg, run_dir, progress=progress)
     last = run_dir / "checkpoints" / "last.ckpt"
-    if not split["val"]:
-        raise MedsegError("data.split has no validation scans: model selection needs at least one")
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
         best = run_dir / "checkpoints" / "best.ckpt"

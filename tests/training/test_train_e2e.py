@@ -101,3 +101,16 @@ def test_train_cli_refuses_to_overwrite_and_names_the_folder(pancreas_run, capsy
     err = capsys.readouterr().err
     assert code == 2 and str(pancreas_run) in err and "--force" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_force_with_bad_data_keeps_the_old_run(pancreas_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "kept"
+    shutil.copytree(pancreas_run, run)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    code = main(["train", "--config", str(run / "config.yaml"), f"data.root={tmp_path / 'missing'}",
+                 "--out", str(run), "--force"])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing" in err and "Traceback" not in err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
