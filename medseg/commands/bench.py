@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="regularizer keys for the regularizer sections (default: all)")
     p.add_argument("--repeats", type=int, default=argparse.SUPPRESS, metavar="N",
                    help="timed repeats per measurement (default: each section's own, "
-                   "3 for the regularizer shapes, 7 for the U-Net step)")
+                   "3 for the regularizer shapes, 15 for the U-Net step)")
     p.add_argument("--quick", action="store_true",
                    help="tiny shapes and 1 repeat: checks that everything runs; no target is judged")
     p.add_argument("--device", default="cpu", help="torch device to measure on")

@@ -19,6 +19,11 @@ the residual branch, ``reg(x, conv)`` (its input and output widths are equal).
 
 The conv–norm–activation unit is MONAI's :class:`~monai.networks.blocks.Convolution`
 (3×3, padding 1, no bias because a norm follows, in-place ReLU).
+
+A slot module that declares ``fuses_relu`` (Heuristic Dropout) takes over the ReLU
+in front of it: the unit before the slot is then conv–norm only and the module
+computes ``reg(relu(·))`` itself — the same function, with one full-size activation
+tensor and two copies fewer per block (``medseg bench --section unet_step``).
 """
 
 from __future__ import annotations
@@ -45,17 +50,29 @@ def norm_spec(norm: str):
 
 
 def conv_norm_act(in_channels: int, out_channels: int, norm: str = "batch",
-                  kernel_size: int = 3) -> Convolution:
-    """A ``kernel_size`` conv (stride 1, 'same' padding, no bias) → norm → ReLU(inplace)."""
+                  kernel_size: int = 3, act: bool = True) -> Convolution:
+    """A ``kernel_size`` conv (stride 1, 'same' padding, no bias) → norm → ReLU(inplace)
+    (``act=False``: without the ReLU)."""
     return Convolution(
         spatial_dims=2, in_channels=in_channels, out_channels=out_channels,
-        kernel_size=kernel_size, act=("relu", {"inplace": True}), norm=norm_spec(norm),
-        bias=False, padding=kernel_size // 2,
+        kernel_size=kernel_size, act=("relu", {"inplace": True}) if act else None,
+        norm=norm_spec(norm), bias=False, padding=kernel_size // 2,
     )
 
 
 def _placement(reg: nn.Module) -> str:
     return getattr(reg, "placement", "slot")
+
+
+def _takes_relu(reg: nn.Module) -> bool:
+    """Whether the slot module takes over the ReLU before it (``fuses_relu``; see
+    :meth:`medseg.regularizers.HeuristicDropout.fuse_relu`). The block then builds the
+    unit before the slot without its ReLU and calls ``reg.fuse_relu()``; the values are
+    those of ReLU then regularizer, only the memory and copies are saved."""
+    if _placement(reg) == "slot" and getattr(reg, "fuses_relu", False):
+        reg.fuse_relu()
+        return True
+    return False
 
 
 class ConvBlock(nn.Module):
@@ -74,8 +91,9 @@ class ConvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, reg: nn.Module | None = None,
                  norm: str = "batch"):
         super().__init__()
-        self.conv1 = conv_norm_act(in_channels, out_channels, norm)
-        self.reg = reg if reg is not None else Regularizer()
+        reg = reg if reg is not None else Regularizer()
+        self.conv1 = conv_norm_act(in_channels, out_channels, norm, act=not _takes_relu(reg))
+        self.reg = reg
         self.conv2 = conv_norm_act(out_channels, out_channels, norm)
         self.residual = _placement(self.reg) == "residual"
 
@@ -105,8 +123,9 @@ class FusionConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, reg: nn.Module | None = None,
                  norm: str = "batch"):
         super().__init__()
-        self.conv = conv_norm_act(in_channels, out_channels, norm)
-        self.reg = reg if reg is not None else Regularizer()
+        reg = reg if reg is not None else Regularizer()
+        self.conv = conv_norm_act(in_channels, out_channels, norm, act=not _takes_relu(reg))
+        self.reg = reg
         self.residual = _placement(self.reg) == "residual"
         if self.residual and in_channels != out_channels:
             raise ValueError(

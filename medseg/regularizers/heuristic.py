@@ -48,19 +48,27 @@ Implementation (one eager path, no compilation; costs measured on the project's
   put a value in different neighbouring levels only when ``tanh(x)·bins`` lies
   within ~1e-6 of a level boundary ``j + ½`` — exactly where any float32
   evaluation of the formula (``torch.tanh`` included) is ambiguous.
-* threads — the statistics, the selection and the plane filtering run on one
-  intra-op thread (see :func:`_serial`); only the two full-size copies (the
-  output in the forward, the input gradient in the backward) use all threads.
 * mask — a custom autograd function copies the input once and filters only the
   ``n·B`` selected planes (``9·x − box3×3(x)``, the box sum done separably: a
   1→1 ``conv2d`` is far slower on CPU); its backward is one copy of the incoming
   gradient plus the adjoint filter on those planes (the kernel is symmetric, so
   the adjoint — the transposed convolution — is the same filter).
+* inside a conv block — the block hands its ReLU to the module
+  (:meth:`HeuristicDropout.fuse_relu`): the ReLU is applied in place chunk by
+  chunk inside the statistics pass (each chunk is still in cache when its
+  statistics are taken), no copy of the input or of its gradient is made, and
+  only the output (which the next conv keeps anyway) plus the selected planes'
+  pre-mask values are saved for backward.
+* threads — every op uses torch's intra-op threads. Measured and rejected
+  (U-Net step, see ``medseg bench --section unet_step``): running the statistics
+  on one thread (×1.15 the plain step against ×1.09–1.10 threaded on a quiet
+  2-core machine; with the other core busy ×1.15–1.20 against ×1.23–1.26), and
+  sharing the chunks with a Python helper thread (no faster inside a step: the
+  other core is still held by the OpenMP worker spinning after the preceding norm).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from numbers import Integral, Real
 
@@ -76,32 +84,9 @@ MASKS = ("laplace", "zero")
 #: elements per statistics chunk: its float32 buffer (1 MiB) and int32 bin index stay
 #: in a core's L2 cache; large enough that per-op dispatch costs little
 _CHUNK_ELEMENTS = 1 << 18
-
-
-@contextlib.contextmanager
-def _serial(device: torch.device):
-    """Run the enclosed CPU ops on one intra-op thread (restored afterwards).
-
-    The statistics are many short passes over cache-sized chunks. Split over
-    threads, each pass is an OpenMP parallel region whose barrier waits for every
-    thread: on a CPU shared with other processes a descheduled thread stalls each
-    region by a scheduler time slice (measured here: ~5–15 ms per region on 2 busy
-    cores, against ~0.1 ms of work), so the threaded loop became 10–50× slower
-    under load; the serial loop is not affected, and unloaded it costs little
-    (the heavy passes are the two full-size copies, which stay threaded).
-    ``torch.set_num_threads`` costs ~0.3 µs; the OpenMP team size it sets applies
-    to the calling thread, but torch also keeps it as the default for threads that
-    start using torch inside this window.
-    """
-    if device.type != "cpu" or torch.get_num_threads() == 1:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+#: the same on other devices (GPU): large, so that a slot is a few kernel launches
+#: (a 64 MiB float32 buffer)
+_DEVICE_CHUNK_ELEMENTS = 1 << 24
 
 
 def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -119,22 +104,28 @@ def channel_statistics(x: torch.Tensor, bins: int = 10) -> tuple[torch.Tensor, t
     """
     if x.dim() != 4:
         raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
-    with _serial(x.device):
-        return _channel_statistics(x, bins)
+    return _channel_statistics(x, bins)
 
 
-def _channel_statistics(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _channel_statistics(x: torch.Tensor, bins: int, relu: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`channel_statistics`; ``relu=True``: first apply the ReLU to ``x`` in place
+    (contiguous ``x``), chunk by chunk, so each chunk is still in cache for its
+    statistics — the fused path of :class:`_ReluReplacePlanes`."""
     B, C, H, W = x.shape
     hw = H * W
     levels = 2 * bins + 1
-    planes = x.reshape(B * C, hw)
+    planes = x.view(B * C, hw) if relu else x.reshape(B * C, hw)
     sdtype = _stats_dtype(x.dtype)
     n_planes = B * C
     # planes per chunk: ~_CHUNK_ELEMENTS pixels, and no more (plane, level) bins than that
-    per_chunk = max(1, min(_CHUNK_ELEMENTS // max(hw, 1), _CHUNK_ELEMENTS // (levels * _SUBHIST)))
+    chunk = _CHUNK_ELEMENTS if x.device.type == "cpu" else _DEVICE_CHUNK_ELEMENTS
+    per_chunk = max(1, min(chunk // max(hw, 1), chunk // (levels * _SUBHIST)))
     counts = torch.zeros(n_planes, levels, dtype=torch.int64, device=x.device)
     variance = torch.zeros(n_planes, dtype=sdtype, device=x.device)
-    _count_levels(planes, bins, 0, n_planes, per_chunk, counts, variance)
+    _count_levels(planes, bins, per_chunk, counts, variance, relu)
+    if hw > 1:
+        variance.div_(hw - 1)
     # −Σ p·ln p with p = c/hw equals ln(hw) − Σ c·ln c / hw: look c·ln c up in a table
     # (0·ln 0 = 0) instead of taking a float64 log of every (plane, level) count
     clogc = _count_log_count(hw, x.device).index_select(0, counts.view(-1)).view(n_planes, levels)
@@ -159,26 +150,31 @@ def _count_log_count(hw: int, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _count_levels(planes: torch.Tensor, bins: int, begin: int, end: int, per_chunk: int,
-                  counts: torch.Tensor, variance: torch.Tensor) -> None:
-    """Fill ``counts`` (levels) and ``variance`` for planes ``begin:end``, chunk by chunk."""
-    hw = planes.shape[1]
+def _count_levels(planes: torch.Tensor, bins: int, per_chunk: int, counts: torch.Tensor,
+                  variance: torch.Tensor, relu: bool = False) -> None:
+    """Fill ``counts`` (levels) and ``variance`` of ``planes``, ``per_chunk`` planes at a
+    time (``relu``: apply the ReLU to each chunk of ``planes`` in place first)."""
+    n_planes, hw = planes.shape
     levels = 2 * bins + 1
     sdtype = variance.dtype
-    rows = min(per_chunk, max(end - begin, 1))
+    rows = min(per_chunk, max(n_planes, 1))
     buf = torch.empty(rows, hw, dtype=sdtype, device=planes.device)
-    split = _SUBHIST if hw >= 16 * _SUBHIST else 1
+    # sub-histograms against the serial increment chain of the CPU loop (not on GPU,
+    # where the counts are atomic adds)
+    split = _SUBHIST if hw >= 16 * _SUBHIST and planes.device.type == "cpu" else 1
     offsets = _bin_offsets(rows, hw, levels, split, sdtype, planes.device)
-    for start in range(begin, end, per_chunk):
-        xs = planes[start:min(start + per_chunk, end)]
+    for start in range(0, n_planes, per_chunk):
+        xs = planes[start:start + per_chunk]
         p = xs.shape[0]
         q = buf[:p]
+        if relu:
+            xs.clamp_min_(0)
         if xs.dtype != sdtype:
             xs = xs.to(sdtype)
         if hw > 1:
             # two-pass unbiased variance on the cache-resident chunk
             torch.sub(xs, xs.mean(dim=1, keepdim=True), out=q)
-            variance[start:start + p] = q.square_().sum(dim=1).div_(hw - 1)
+            torch.sum(q.square_(), dim=1, out=variance[start:start + p])  # ÷ (hw − 1) below
         else:  # one pixel: variance 0 (NaN for a NaN pixel, so the check below sees it)
             variance[start:start + p] = xs[:, 0] * 0
         # level index round(tanh(x)·bins) + bins = round(2·bins·sigmoid(2x)) in 0 … 2·bins
@@ -192,7 +188,7 @@ def _count_levels(planes: torch.Tensor, bins: int, begin: int, end: int, per_chu
         # at the same level, land in different counters (no serial increment chain)
         q.add_(offsets[:p])
         hist = torch.bincount(q.to(torch.int32).view(-1), minlength=p * split * levels)
-        counts[start:start + p] = hist.view(p, split, levels).sum(dim=1)
+        torch.sum(hist.view(p, split, levels), dim=1, out=counts[start:start + p])
 
 
 #: sub-histograms per plane in the level count (see _count_levels)
@@ -202,13 +198,15 @@ _OFFSETS_CACHE: dict[tuple, torch.Tensor] = {}
 
 def _bin_offsets(rows: int, hw: int, levels: int, split: int, dtype: torch.dtype,
                  device: torch.device) -> torch.Tensor:
-    """(rows, hw) bin offsets ``(plane·split + pixel mod split)·levels`` (cached)."""
+    """Bin offsets ``(plane·split + pixel mod split)·levels`` (cached): a (rows, hw) table,
+    or (rows, 1), broadcast over the pixels, when ``split`` is 1."""
     key = (rows, hw, levels, split, dtype, str(device))
     table = _OFFSETS_CACHE.get(key)
     if table is None:
         plane = torch.arange(rows, device=device).mul_(split).unsqueeze(1)
-        pixel = torch.arange(hw, device=device).remainder_(split).unsqueeze(0)
-        table = (plane + pixel).mul_(levels).to(dtype)
+        if split > 1:
+            plane = plane + torch.arange(hw, device=device).remainder_(split).unsqueeze(0)
+        table = plane.mul_(levels).to(dtype)
         if len(_OFFSETS_CACHE) > 64:
             _OFFSETS_CACHE.clear()
         _OFFSETS_CACHE[key] = table
@@ -242,11 +240,16 @@ def laplace_planes(planes: torch.Tensor) -> torch.Tensor:
 
 def _replace(flat: torch.Tensor, index: torch.Tensor, laplace: bool) -> None:
     """In place on planes (N, H, W): planes ``index`` → their Laplace (or zero)."""
-    with _serial(flat.device):  # n·B planes: small work, see _serial
-        if laplace:
-            flat.index_copy_(0, index, laplace_planes(flat.index_select(0, index)))
-        else:
-            flat.index_fill_(0, index, 0)
+    if laplace:
+        flat.index_copy_(0, index, laplace_planes(flat.index_select(0, index)))
+    else:
+        flat.index_fill_(0, index, 0)
+
+
+def _plane_index(chosen: torch.Tensor, channels: int) -> torch.Tensor:
+    """Channel indices (B, n) per sample → plane indices into (B·C, H, W), flat."""
+    base = torch.arange(chosen.shape[0], device=chosen.device).mul_(channels).unsqueeze(1)
+    return (chosen + base).view(-1)
 
 
 class _ReplacePlanes(torch.autograd.Function):
@@ -273,6 +276,58 @@ class _ReplacePlanes(torch.autograd.Function):
         return grad_in, None, None
 
 
+class _ReluReplacePlanes(torch.autograd.Function):
+    """``out = relu(pre)`` except the planes ``index`` (of ``out`` viewed as (B·C, H, W)),
+    which become ``Laplace(relu(pre[plane]))`` (or zero) — the block's ReLU and the
+    replacement in one step (see :meth:`HeuristicDropout.fuse_relu`).
+
+    Like the in-place ReLU it replaces, it writes into ``pre`` (the norm's output,
+    which no backward needs; autograd's version check would report otherwise).
+    Saved for backward: the output (which the next conv keeps anyway), the index,
+    and — for the Laplace mask — the replaced planes' values before replacement
+    (``rate`` of the tensor). Backward: ``threshold_backward(grad, out, 0)`` (the
+    ReLU derivative on its result) on kept planes and ``threshold_backward(Lᵀ·grad,
+    relu(pre), 0)`` (or zero) on the replaced planes.
+    """
+
+    @staticmethod
+    def forward(ctx, pre: torch.Tensor, module: HeuristicDropout) -> torch.Tensor:
+        B, C, H, W = pre.shape
+        if pre.is_contiguous():
+            out = pre
+            ctx.mark_dirty(pre)
+        else:
+            out = pre.contiguous()
+        laplace = module.mask == "laplace"
+        flat = out.view(B * C, H, W)
+        # the ReLU, in place, chunk by chunk inside the statistics pass
+        scores = module.scores_of(*_channel_statistics(out, module.bins, relu=True))
+        index = _plane_index(select_channels(scores, module.num_dropped(C)), C)
+        if laplace:
+            kept = flat.index_select(0, index)
+            flat.index_copy_(0, index, laplace_planes(kept))
+        else:
+            kept = None
+            flat.index_fill_(0, index, 0)
+        ctx.save_for_backward(out, index, kept)
+        ctx.laplace = laplace
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        out, index, kept = ctx.saved_tensors
+        B, C, H, W = out.shape
+        grad_in = torch.ops.aten.threshold_backward(grad, out, 0).contiguous()
+        flat = grad_in.view(B * C, H, W)
+        if ctx.laplace:
+            planes = laplace_planes(grad.reshape(B * C, H, W).index_select(0, index))
+            flat.index_copy_(0, index, torch.ops.aten.threshold_backward(planes, kept, 0))
+        else:
+            flat.index_fill_(0, index, 0)
+        return grad_in, None
+
+
 @register("heuristic")
 class HeuristicDropout(Regularizer):
     """Heuristic Dropout (Shi et al., ICASSP 2022): per sample, replace the
@@ -290,6 +345,8 @@ class HeuristicDropout(Regularizer):
     """
 
     placement = "slot"
+    #: the conv blocks may hand this module the ReLU that precedes the slot (:meth:`fuse_relu`)
+    fuses_relu = True
 
     def __init__(self, rate: float = 0.1, k: float = 2.0, bins: int = 10,
                  mask: str = "laplace", eps: float = 1e-7):
@@ -309,9 +366,27 @@ class HeuristicDropout(Regularizer):
         self.bins = int(bins)
         self.mask = mask
         self.eps = float(eps)
+        #: ``"relu"`` once :meth:`fuse_relu` moved the preceding ReLU in here
+        self.activation: str | None = None
 
     def extra_repr(self) -> str:
-        return f"rate={self.rate}, k={self.k}, bins={self.bins}, mask={self.mask!r}, eps={self.eps}"
+        text = f"rate={self.rate}, k={self.k}, bins={self.bins}, mask={self.mask!r}, eps={self.eps}"
+        return text + (f", activation={self.activation!r}" if self.activation else "")
+
+    def fuse_relu(self) -> None:
+        """Take over the ReLU that precedes the slot: ``forward(pre)`` then computes
+        ``HeuristicDropout(relu(pre))`` — the same values and gradients as the two
+        modules in sequence (tested) — in one autograd step.
+
+        Called by :class:`~medseg.models.blocks.ConvBlock` and
+        :class:`~medseg.models.blocks.FusionConv`, which then build their first unit
+        without its activation. Why: the ReLU keeps its output for its backward, the
+        next conv keeps the slot's output for its own; as two modules that is two
+        full-size tensors per slot, fused it is one (plus the ReLU mask of the
+        replaced planes), and the copy of the input and of its gradient disappear.
+        In evaluation mode the fused module is the in-place ReLU.
+        """
+        self.activation = "relu"
 
     def num_dropped(self, channels: int) -> int:
         """Channels dropped per sample: ``round(rate · C)``."""
@@ -320,7 +395,10 @@ class HeuristicDropout(Regularizer):
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample channel scores ``entropy + k / (var + eps)``, shape (B, C), float64."""
-        entropy, variance = channel_statistics(x, self.bins)
+        return self.scores_of(*channel_statistics(x, self.bins))
+
+    def scores_of(self, entropy: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+        """``entropy + k / (variance + eps)`` in float64."""
         return entropy + self.k / (variance.to(torch.float64) + self.eps)
 
     @torch.no_grad()
@@ -328,17 +406,19 @@ class HeuristicDropout(Regularizer):
         """Channel indices (B, n) dropped for each sample of ``x``."""
         return select_channels(self.scores(x), self.num_dropped(x.shape[1]))
 
+    @torch.no_grad()
+    def plane_index(self, x: torch.Tensor) -> torch.Tensor:
+        """Indices into ``x`` viewed as (B·C, H, W) of the planes dropped, sample by sample."""
+        return _plane_index(self.select(x), x.shape[1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.activation == "relu"
         if not self.training:
-            return x
+            return F.relu(x, inplace=True) if fused else x
         if x.dim() != 4:
             raise ValueError(f"HeuristicDropout expects (B, C, H, W), got shape {tuple(x.shape)}")
-        B, C = x.shape[:2]
-        n = self.num_dropped(C)
-        if n == 0 or x.numel() == 0:
-            return x
-        with _serial(x.device):  # everything but the full-size copies: small work, see _serial
-            chosen = self.select(x)
-            base = torch.arange(B, device=x.device).mul_(C).unsqueeze(1)
-            index = (chosen + base).view(-1)
-        return _ReplacePlanes.apply(x, index, self.mask == "laplace")
+        if self.num_dropped(x.shape[1]) == 0 or x.numel() == 0:
+            return F.relu(x, inplace=True) if fused else x
+        if fused:
+            return _ReluReplacePlanes.apply(x, self)
+        return _ReplacePlanes.apply(x, self.plane_index(x), self.mask == "laplace")
