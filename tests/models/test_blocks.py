@@ -174,3 +174,12 @@ def test_fused_block_keeps_one_full_size_tensor_fewer_for_backward():
     # unfused: the ReLU's output and Heuristic Dropout's output both kept; fused: one,
     # plus the selected planes' values (round(0.3·16) = 5 of 16 channels here)
     assert saved_unfused - saved_fused >= activation * (1 - 5 / 16) - 1
+
+
+def test_fused_heuristic_dropout_under_autocast():
+    fused, unfused, plain = _unfused_pair(ConvBlock, 3, 10, "laplace")
+    fused.float().train(), plain.float().train()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ya, yb = fused(x), unfused(x)
+    assert ya.dtype == yb.dtype and torch.equal(ya, yb)
