@@ -33,7 +33,7 @@ Implementation (one eager path, no compilation; costs measured on the project's
 2-core CPU with ``medseg bench``):
 
 * statistics — computed in float32 (float64 for float64 input) under ``no_grad``
-  over chunks of ~2¹⁸ pixels, so every temporary stays in a core's L2 cache. Per
+  over chunks of ~2¹⁸ pixels, so the temporaries stay in cache between passes. Per
   chunk: the variance by the two-pass formula ``Σ(x − mean)² / (H·W − 1)`` (the
   value of ``torch.var``, whose Welford kernel is ~20× slower here); the level
   index in place on one float buffer; one ``bincount`` over (plane, pixel mod 4,
@@ -61,7 +61,7 @@ Implementation (one eager path, no compilation; costs measured on the project's
   pre-mask values are saved for backward.
 * threads — every op uses torch's intra-op threads. Measured and rejected
   (U-Net step, see ``medseg bench --section unet_step``): running the statistics
-  on one thread (×1.15 the plain step against ×1.09–1.10 threaded on a quiet
+  on one thread (×1.15 the plain step against ×1.09–1.12 threaded on a quiet
   2-core machine; with the other core busy ×1.15–1.20 against ×1.23–1.26), and
   sharing the chunks with a Python helper thread (no faster inside a step: the
   other core is still held by the OpenMP worker spinning after the preceding norm).
