@@ -82,7 +82,7 @@ from .registry import register
 LAPLACE_KERNEL = ((-1.0, -1.0, -1.0), (-1.0, 8.0, -1.0), (-1.0, -1.0, -1.0))
 MASKS = ("laplace", "zero")
 #: elements per statistics chunk: its float32 buffer (1 MiB) and int32 bin index stay
-#: in a core's L2 cache; large enough that per-op dispatch costs little
+#: cache-resident between passes; large enough that per-op dispatch costs little
 _CHUNK_ELEMENTS = 1 << 18
 #: the same on other devices (GPU): large, so that a slot is a few kernel launches
 #: (a 64 MiB float32 buffer)
