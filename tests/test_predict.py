@@ -94,23 +94,22 @@ def _scores(run: Path):
 # --------------------------------------------------------------------------- fixtures
 
 
+def _predict_test_cases(run, folder: Path):
+    """predict on the run's test cases (DICOM series folders / PNG frames), with overlays."""
+    split = _split(run)
+    images = [Path(split["cases"][cid]["image"]) for cid in split["test"]]
+    report = predict(_ckpt(run), images, folder / "out", overlay=True, device="cpu", progress=False)
+    return split, images, report
+
+
 @pytest.fixture(scope="module")
 def pancreas_predicted(pancreas_run, tmp_path_factory):
-    """predict on the run's test scans (their DICOM series folders), with overlays."""
-    split = _split(pancreas_run)
-    images = [Path(split["cases"][cid]["image"]) for cid in split["test"]]
-    out = tmp_path_factory.mktemp("pred_pancreas") / "out"
-    report = predict(_ckpt(pancreas_run), images, out, overlay=True, device="cpu", progress=False)
-    return split, images, report
+    return _predict_test_cases(pancreas_run, tmp_path_factory.mktemp("pred_pancreas"))
 
 
 @pytest.fixture(scope="module")
 def bagls_predicted(bagls_run, tmp_path_factory):
-    split = _split(bagls_run)
-    images = [Path(split["cases"][cid]["image"]) for cid in split["test"]]
-    out = tmp_path_factory.mktemp("pred_bagls") / "out"
-    report = predict(_ckpt(bagls_run), images, out, overlay=True, device="cpu", progress=False)
-    return split, images, report
+    return _predict_test_cases(bagls_run, tmp_path_factory.mktemp("pred_bagls"))
 
 
 @pytest.fixture(scope="module")

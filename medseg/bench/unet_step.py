@@ -15,6 +15,7 @@ batch 2, no target checked.
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 import torch
@@ -56,13 +57,8 @@ def make_step(regularizer: str | None, config: dict, device: torch.device, seed:
 
 def rotation(steps: list[Callable[[], None]]) -> Callable[[], None]:
     """A callable that runs ``steps[0]``, ``steps[1]``, … in turn, one per call."""
-    turn = [0]
-
-    def step() -> None:
-        steps[turn[0] % len(steps)]()
-        turn[0] += 1
-
-    return step
+    turns = itertools.cycle(steps)
+    return lambda: next(turns)()
 
 
 def bench_unet_step(options: BenchOptions) -> list[Row]:

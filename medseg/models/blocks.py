@@ -64,11 +64,12 @@ def _placement(reg: nn.Module) -> str:
     return getattr(reg, "placement", "slot")
 
 
-def _takes_relu(reg: nn.Module) -> bool:
-    """Whether the slot module takes over the ReLU before it (``fuses_relu``; see
-    :meth:`medseg.regularizers.HeuristicDropout.fuse_relu`). The block then builds the
-    unit before the slot without its ReLU and calls ``reg.fuse_relu()``; the values are
-    those of ReLU then regularizer, only the memory and copies are saved."""
+def _fuse_relu_into(reg: nn.Module) -> bool:
+    """Hand the ReLU before the slot to ``reg`` if it takes it (``fuses_relu``; see
+    :meth:`medseg.regularizers.heuristic.HeuristicDropout.fuse_relu`): calls
+    ``reg.fuse_relu()`` and returns True, so the block builds the unit before the slot
+    without its ReLU. The values are those of ReLU then regularizer; only memory and
+    copies are saved."""
     if _placement(reg) == "slot" and getattr(reg, "fuses_relu", False):
         reg.fuse_relu()
         return True
@@ -92,7 +93,7 @@ class ConvBlock(nn.Module):
                  norm: str = "batch"):
         super().__init__()
         reg = reg if reg is not None else Regularizer()
-        self.conv1 = conv_norm_act(in_channels, out_channels, norm, act=not _takes_relu(reg))
+        self.conv1 = conv_norm_act(in_channels, out_channels, norm, act=not _fuse_relu_into(reg))
         self.reg = reg
         self.conv2 = conv_norm_act(out_channels, out_channels, norm)
         self.residual = _placement(self.reg) == "residual"
@@ -124,7 +125,7 @@ class FusionConv(nn.Module):
                  norm: str = "batch"):
         super().__init__()
         reg = reg if reg is not None else Regularizer()
-        self.conv = conv_norm_act(in_channels, out_channels, norm, act=not _takes_relu(reg))
+        self.conv = conv_norm_act(in_channels, out_channels, norm, act=not _fuse_relu_into(reg))
         self.reg = reg
         self.residual = _placement(self.reg) == "residual"
         if self.residual and in_channels != out_channels:

@@ -65,7 +65,7 @@ class Dropout(Regularizer):
 
 
 @register("spatial_dropout")
-class SpatialDropout(Regularizer):
+class SpatialDropout(Dropout):
     """Spatial Dropout (Tompson et al., CVPR 2015): zero whole feature maps, i.e. each
     (sample, channel) plane i.i.d. with probability ``p``; kept planes are scaled by
     ``1/(1 − p)`` (expectation preserved).
@@ -73,12 +73,9 @@ class SpatialDropout(Regularizer):
     Args:
         p: drop probability of every channel of every sample, in [0, 1). Default 0.1.
 
-    Shapes: (B, C, H, W) → same. Evaluation mode: identity.
+    Shapes: (B, C, H, W) → same. Evaluation mode: identity. (``p``'s check and the
+    repr are :class:`Dropout`'s.)
     """
-
-    def __init__(self, p: float = 0.1):
-        super().__init__()
-        self.p = check_real("p", p, 0.0, 1.0, high_open=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -90,12 +87,9 @@ class SpatialDropout(Regularizer):
         keep.bernoulli_(1.0 - self.p).div_(1.0 - self.p)
         return x * keep
 
-    def extra_repr(self) -> str:
-        return f"p={self.p:g}"
-
 
 @register("gaussian_dropout")
-class GaussianDropout(Regularizer):
+class GaussianDropout(Dropout):
     """Gaussian Dropout (Srivastava et al., JMLR 2014, §10): multiply every unit by
     i.i.d. noise ``ε ~ N(1, p/(1 − p))`` (expectation preserved; the variance matches
     Bernoulli dropout of rate ``p``).
@@ -103,12 +97,8 @@ class GaussianDropout(Regularizer):
     Args:
         p: the equivalent drop rate, in [0, 1). Default 0.1 (noise std ≈ 0.333).
 
-    Shapes: any → same. Evaluation mode: identity.
+    Shapes: any → same. Evaluation mode: identity. (``p``'s check is :class:`Dropout`'s.)
     """
-
-    def __init__(self, p: float = 0.1):
-        super().__init__()
-        self.p = check_real("p", p, 0.0, 1.0, high_open=True)
 
     @property
     def std(self) -> float:

@@ -238,12 +238,15 @@ def laplace_planes(planes: torch.Tensor) -> torch.Tensor:
     return torch.mul(inp, 9).sub_(box).to(planes.dtype)
 
 
-def _replace(flat: torch.Tensor, index: torch.Tensor, laplace: bool) -> None:
-    """In place on planes (N, H, W): planes ``index`` → their Laplace (or zero)."""
-    if laplace:
-        flat.index_copy_(0, index, laplace_planes(flat.index_select(0, index)))
-    else:
+def _replace(flat: torch.Tensor, index: torch.Tensor, laplace: bool) -> torch.Tensor | None:
+    """In place on planes (N, H, W): planes ``index`` → their Laplace (or zero).
+    Returns the Laplace-filtered planes' values from before (``None`` for zero)."""
+    if not laplace:
         flat.index_fill_(0, index, 0)
+        return None
+    before = flat.index_select(0, index)
+    flat.index_copy_(0, index, laplace_planes(before))
+    return before
 
 
 def _plane_index(chosen: torch.Tensor, channels: int) -> torch.Tensor:
@@ -303,12 +306,7 @@ class _ReluReplacePlanes(torch.autograd.Function):
         # the ReLU, in place, chunk by chunk inside the statistics pass
         scores = module.scores_of(*_channel_statistics(out, module.bins, relu=True))
         index = _plane_index(select_channels(scores, module.num_dropped(C)), C)
-        if laplace:
-            kept = flat.index_select(0, index)
-            flat.index_copy_(0, index, laplace_planes(kept))
-        else:
-            kept = None
-            flat.index_fill_(0, index, 0)
+        kept = _replace(flat, index, laplace)
         ctx.save_for_backward(out, index, kept)
         ctx.laplace = laplace
         return out
@@ -382,8 +380,8 @@ class HeuristicDropout(Regularizer):
         :class:`~medseg.models.blocks.FusionConv`, which then build their first unit
         without its activation. Why: the ReLU keeps its output for its backward, the
         next conv keeps the slot's output for its own; as two modules that is two
-        full-size tensors per slot, fused it is one (plus the ReLU mask of the
-        replaced planes), and the copy of the input and of its gradient disappear.
+        full-size tensors per slot, fused it is one (plus the replaced planes' values
+        from before the mask), and the copy of the input and of its gradient disappear.
         In evaluation mode the fused module is the in-place ReLU.
         """
         self.activation = "relu"
@@ -413,11 +411,9 @@ class HeuristicDropout(Regularizer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fused = self.activation == "relu"
-        if not self.training:
-            return F.relu(x, inplace=True) if fused else x
-        if x.dim() != 4:
+        if self.training and x.dim() != 4:
             raise ValueError(f"HeuristicDropout expects (B, C, H, W), got shape {tuple(x.shape)}")
-        if self.num_dropped(x.shape[1]) == 0 or x.numel() == 0:
+        if not self.training or self.num_dropped(x.shape[1]) == 0 or x.numel() == 0:
             return F.relu(x, inplace=True) if fused else x
         if fused:
             return _ReluReplacePlanes.apply(x, self)
