@@ -98,7 +98,9 @@ def probabilities_to_native_mask(probs: torch.Tensor, native_hw: Sequence[int]) 
     native_hw = (int(native_hw[0]), int(native_hw[1]))
     if tuple(probs.shape[-2:]) != native_hw:
         probs = F.interpolate(probs.float(), size=native_hw, mode="bilinear", align_corners=False)
-    return probs.argmax(dim=1).to(torch.uint8)
+    # max(dim).indices is argmax (first maximum on ties) but ~50× faster on CPU for
+    # (N, K, H, W): argmax reduces the strided class dim slowly (140 vs 2.5 ms, 48×2×128²)
+    return probs.max(dim=1).indices.to(torch.uint8)
 
 
 @torch.no_grad()
