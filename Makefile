@@ -14,9 +14,9 @@ all: test
 
 setup: $(STAMP)
 
-# torch is installed first and pinned: the CPU wheel of 2.13.0 is what this project
-# is built against, and the project's own dependency on torch==2.13.0 keeps pip from
-# replacing it with a CUDA build when monai/lightning are resolved.
+# torch is installed first: the CPU wheel of 2.13.0 is what this project is built and
+# tested against. The package itself asks for a range (torch>=2.4), which 2.13.0
+# satisfies, so pip keeps it when monai/lightning are resolved; the last line asserts it.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
