@@ -33,7 +33,9 @@ Per sample, for a feature map ``X ∈ R^{C×H×W}``, in training mode (paper Alg
 
 Only row ``r`` of ``M`` is needed, so it is computed directly — ``C`` cosines per
 sample (one batched matrix–vector product), not the full C×C matrix; the result is
-identical. Statistics are float32 under ``no_grad``; the gradient is ``C/(C − n)``
+identical. 3D feature maps (B, C, D, H, W): the same, with the maps flattened over D·H·W
+(bilinear) or a 3×3×3 average pool and (depth, row, column) peaks (max).
+Statistics are float32 under ``no_grad``; the gradient is ``C/(C − n)``
 on kept channels and exactly 0 on dropped ones. Evaluation mode: identity.
 Defaults: ``gamma=0.1`` (the catalogue's common rate), ``metric="bilinear"``.
 """
@@ -72,7 +74,7 @@ class ChannelDropBlock(Regularizer):
     def row_correlation(self, x: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
         """Correlation of every channel with channel ``row[b]`` of its sample, (B, C);
         larger = more correlated (cosine, or minus the peak distance)."""
-        B, C, H, W = x.shape
+        B, C = x.shape[:2]
         dtype = stats_dtype(x.dtype)
         batch = torch.arange(B, device=x.device)
         if self.metric == "bilinear":
@@ -82,9 +84,10 @@ class ChannelDropBlock(Regularizer):
             inv = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(dtype).tiny),
                               torch.zeros_like(norms))
             return dots * inv * inv[batch, row][:, None]
-        smooth = F.avg_pool2d(x.to(dtype), kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        pool = F.avg_pool2d if x.dim() == 4 else F.avg_pool3d
+        smooth = pool(x.to(dtype), kernel_size=3, stride=1, padding=1, count_include_pad=False)
         peak = smooth.flatten(2).argmax(dim=2)  # (B, C)
-        pos = torch.stack((peak // W, peak % W), dim=2).to(dtype)  # (B, C, 2)
+        pos = torch.stack(torch.unravel_index(peak, x.shape[2:]), dim=2).to(dtype)  # (B, C, d)
         return -(pos - pos[batch, row][:, None, :]).norm(dim=2)
 
     @torch.no_grad()
@@ -106,4 +109,5 @@ class ChannelDropBlock(Regularizer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.gamma == 0.0:
             return x
-        return x * self.channel_mask(x)[:, :, None, None].to(x.dtype)
+        mask = self.channel_mask(x).to(x.dtype)
+        return x * mask.view(*mask.shape, *[1] * (x.dim() - 2))

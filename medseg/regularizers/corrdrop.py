@@ -53,6 +53,9 @@ correlation gives ``F ∈ R^C``, a dropped channel is zeroed in full. For non-ne
 input (after the block's ReLU) the row sums of the cosine matrix are obtained without
 forming it (see :func:`correlation_scores`); no normalised copy of the input is made.
 
+3D feature maps (B, C, D, H, W): the same with k×k×k blocks (``avg_pool3d``, the block
+clipped to half the shortest side) and channels flattened over D·H·W.
+
 Both: statistics in float32 under ``no_grad`` (autocast off), torch's global RNG,
 vectorised over the batch; the gradient is the rescale factor on kept units and
 exactly 0 on dropped ones. Evaluation mode: identity. Defaults: ``p=0.1``
@@ -148,26 +151,29 @@ class SpatialCorrDrop(Regularizer):
     def extra_repr(self) -> str:
         return f"p={self.p}, block_size={self.block_size}"
 
-    def effective_block(self, H: int, W: int) -> int:
-        """``block_size`` clipped to ``min(H, W) // 2`` (at least 1), so the pooled map
-        keeps ≥ 2 units along its shorter side (one unit has no correlation to rank)."""
-        return max(1, min(self.block_size, min(H, W) // 2))
+    def effective_block(self, *sizes: int) -> int:
+        """``block_size`` clipped to ``min(sizes) // 2`` (at least 1), so the pooled map
+        keeps ≥ 2 units along its shortest side (one unit has no correlation to rank)."""
+        return max(1, min(self.block_size, min(sizes) // 2))
 
     @torch.no_grad()
     def keep_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, 1, H, W) multiplier: rescale factor where kept, 0 where dropped."""
-        B, C, H, W = x.shape
-        k = self.effective_block(H, W)
+        """The (B, 1, *spatial) multiplier: rescale factor where kept, 0 where dropped."""
+        if x.dim() not in (4, 5):
+            raise ValueError("corrdrop_spatial expects (B, C, H, W) or (B, C, D, H, W) input, "
+                             f"got shape {tuple(x.shape)}")
+        B, sizes = x.shape[0], x.shape[2:]
+        k = self.effective_block(*sizes)
+        pool = F.avg_pool2d if len(sizes) == 2 else F.avg_pool3d
         with statistics_mode(x.device):
             dtype = stats_dtype(x.dtype)
-            pooled = F.avg_pool2d(x, kernel_size=k, stride=k, ceil_mode=True).to(dtype)
-            Hp, Wp = pooled.shape[-2:]
+            pooled = pool(x, kernel_size=k, stride=k, ceil_mode=True).to(dtype)
             units = pooled.flatten(2).transpose(1, 2)  # (B, N, C)
             drop = sample_drop(correlation_scores(units), self.p)  # (B, N)
-            keep = (~drop).view(B, 1, Hp, Wp)
-            if k > 1:
-                keep = keep.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3)
-            keep = keep[:, :, :H, :W]
+            keep = (~drop).view(B, 1, *pooled.shape[2:])
+            for dim in range(2, keep.dim()) if k > 1 else ():
+                keep = keep.repeat_interleave(k, dim=dim)
+            keep = keep[(slice(None), slice(None), *(slice(0, s) for s in sizes))]
             return _rescaled(keep, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,7 +201,7 @@ class ChannelCorrDrop(Regularizer):
             dtype = stats_dtype(x.dtype)
             units = x.flatten(2).to(dtype)  # (B, C, H·W); a view for float32 input
             drop = sample_drop(correlation_scores(units), self.p)  # (B, C)
-            return _rescaled(~drop, dtype)[:, :, None, None]
+            return _rescaled(~drop, dtype).view(B, C, *[1] * (x.dim() - 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:

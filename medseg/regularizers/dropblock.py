@@ -1,7 +1,8 @@
 """DropBlock (Ghiasi, Lin, Le — *DropBlock: A regularization method for convolutional
 networks*, NeurIPS 2018, arXiv 1810.12890).
 
-Training mode, input ``x`` of shape (B, C, H, W), Algorithm 1 of the paper:
+Training mode, input ``x`` of shape (B, C, H, W), Algorithm 1 of the paper (for
+(B, C, D, H, W) the same with cubes, every formula taken over the three dims):
 
 1. ``bs = min(block_size, H, W)`` (the block size is clipped to the feature size);
 2. seed rate ``γ = p / bs² · (H·W) / ((H − bs + 1)(W − bs + 1))`` (the paper's
@@ -33,6 +34,8 @@ mask. The scale is computed on the device (no host synchronisation).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._validate import check_int, check_real
@@ -40,28 +43,31 @@ from .base import Regularizer
 from .registry import register
 
 
-def seed_rate(p: float, block_size: int, height: int, width: int) -> float:
-    """``γ`` of the paper for an ``height × width`` map (``block_size`` already clipped)."""
-    valid = (height - block_size + 1) * (width - block_size + 1)
-    return p / block_size**2 * (height * width) / valid
+def seed_rate(p: float, block_size: int, *sizes: int) -> float:
+    """``γ`` of the paper for a map of ``sizes`` (H, W) or (D, H, W), ``block_size``
+    already clipped: ``p / bs^d · Π size / Π (size − bs + 1)``."""
+    valid = math.prod(s - block_size + 1 for s in sizes)
+    return p / block_size ** len(sizes) * math.prod(sizes) / valid
 
 
 def block_mask(shape: tuple[int, ...], gamma: float, block_size: int,
-               device: torch.device | str | None = None) -> torch.Tensor:
-    """Boolean drop mask of ``shape`` (…, H, W): Bernoulli(``gamma``) seeds over the valid
-    positions, each grown to a ``block_size × block_size`` block (True = dropped)."""
-    *lead, H, W = shape
+               device: torch.device | str | None = None, spatial_dims: int = 2) -> torch.Tensor:
+    """Boolean drop mask of ``shape`` (…, H, W) — or (…, D, H, W) with ``spatial_dims=3``:
+    Bernoulli(``gamma``) seeds over the valid positions, each grown to a ``block_size``
+    square (cube) of True (= dropped)."""
+    lead, sizes = shape[:-spatial_dims], shape[-spatial_dims:]
     bs = block_size
-    seeds = torch.zeros((*lead, H + bs - 1, W + bs - 1), dtype=torch.bool, device=device)
-    # valid seed positions (block fully inside) sit at padded rows/cols [bs-1, H) and
-    # [bs-1, W); output unit (y, x) is dropped if a seed lies in [y-bs+1, y]×[x-bs+1, x]
-    seeds[..., bs - 1:H, bs - 1:W].bernoulli_(gamma)
-    rows = seeds[..., :, 0:W].clone()
-    for k in range(1, bs):
-        rows |= seeds[..., :, k:k + W]
-    out = rows[..., 0:H, :].clone()
-    for k in range(1, bs):
-        out |= rows[..., k:k + H, :]
+    seeds = torch.zeros((*lead, *(s + bs - 1 for s in sizes)), dtype=torch.bool, device=device)
+    # valid seed positions (block fully inside) sit at padded index [bs-1, size) in every
+    # dim; output unit y is dropped if a seed lies in [y-bs+1, y] along every dim
+    seeds[(..., *(slice(bs - 1, s) for s in sizes))].bernoulli_(gamma)
+    out = seeds
+    for dim in range(-1, -spatial_dims - 1, -1):  # separable dilation: last dim first
+        size = sizes[dim]
+        grown = out.narrow(dim, 0, size).clone()
+        for k in range(1, bs):
+            grown |= out.narrow(dim, k, size)
+        out = grown
     return out
 
 
@@ -75,7 +81,9 @@ class DropBlock(Regularizer):
         block_size: side of the square blocks, integer ≥ 1 (clipped to the feature
             size at run time). Default 5.
 
-    Shapes: (B, C, H, W) → same. Evaluation mode: identity.
+    Shapes: (B, C, H, W) → same; (B, C, D, H, W) → same with ``block_size³`` cubes (the
+    natural 3D extension: seeds over the valid D×H×W positions, ``γ = p / bs³ · DHW /
+    Π(size − bs + 1)``). Evaluation mode: identity.
     """
 
     def __init__(self, p: float = 0.1, block_size: int = 5):
@@ -86,13 +94,14 @@ class DropBlock(Regularizer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.dim() != 4:
-            raise ValueError(f"dropblock expects (B, C, H, W) input, got shape {tuple(x.shape)}")
-        H, W = x.shape[-2:]
-        bs = min(self.block_size, H, W)
-        gamma = seed_rate(self.p, bs, H, W)
+        if x.dim() not in (4, 5):
+            raise ValueError("dropblock expects (B, C, H, W) or (B, C, D, H, W) input, "
+                             f"got shape {tuple(x.shape)}")
+        sizes = x.shape[2:]
+        bs = min(self.block_size, *sizes)
+        gamma = seed_rate(self.p, bs, *sizes)
         with torch.no_grad():
-            dropped = block_mask(tuple(x.shape), gamma, bs, device=x.device)
+            dropped = block_mask(tuple(x.shape), gamma, bs, device=x.device, spatial_dims=len(sizes))
             kept = dropped.numel() - dropped.sum()
             scale = dropped.numel() / kept.clamp_min(1).to(torch.float32)
             keep = (~dropped).to(x.dtype).mul_(scale)

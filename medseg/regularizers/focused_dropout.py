@@ -29,6 +29,7 @@ So in a participating call a unit is kept iff its position is where the referenc
 channel exceeds ``τ_b`` (between 60 % and 90 % of its peak); the dropped fraction is
 data dependent, the *share of affected batches* is ``participation``. The mask
 carries no gradient: the gradient is 1 on kept units and exactly 0 on dropped ones.
+3D feature maps (B, C, D, H, W): the same over D·H·W.
 The paper also raises the weight decay while using FocusedDropout; that is a
 training choice outside this module. Evaluation mode: identity.
 Defaults: ``participation=0.1``, ``low=0.6``, ``high=0.9``.
@@ -69,17 +70,18 @@ class FocusedDropout(Regularizer):
 
     @torch.no_grad()
     def spatial_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, 1, H, W) boolean keep mask of a participating call."""
+        """The (B, 1, *spatial) boolean keep mask of a participating call."""
         B = x.shape[0]
         dev = x.device
         with statistics_mode(dev):
             dtype = stats_dtype(x.dtype)
-            ref = torch.mean(x, dim=(2, 3), dtype=dtype).argmax(dim=1)  # (B,)
-            ref_map = x[torch.arange(B, device=dev), ref].to(dtype)  # (B, H, W)
-            peak = ref_map.amax(dim=(1, 2))  # (B,)
+            ref = torch.mean(x.flatten(2), dim=2, dtype=dtype).argmax(dim=1)  # (B,)
+            ref_map = x[torch.arange(B, device=dev), ref].to(dtype)  # (B, *spatial)
+            peak = ref_map.flatten(1).amax(dim=1)  # (B,)
             ratio = self.low + (self.high - self.low) * torch.rand(B, device=dev, dtype=dtype)
-            keep = ref_map > (ratio * peak)[:, None, None]
-            keep |= (peak <= 0)[:, None, None]
+            per_sample = (B,) + (1,) * (x.dim() - 2)
+            keep = ref_map > (ratio * peak).view(per_sample)
+            keep |= (peak <= 0).view(per_sample)
             return keep[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

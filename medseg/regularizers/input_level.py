@@ -32,16 +32,18 @@ from .dropout import Dropout
 from .registry import register
 
 
-def cutout_mask(batch: int, height: int, width: int, holes: int, side: int,
+def cutout_mask(batch: int, sizes: tuple[int, ...], holes: int, side: int,
                 device=None) -> torch.Tensor:
-    """Boolean (batch, 1, height, width) mask, True inside the union of ``holes``
-    random ``side × side`` squares per image (centres uniform, clipped at the border)."""
-    cy = torch.randint(0, height, (batch, holes, 1, 1), device=device)
-    cx = torch.randint(0, width, (batch, holes, 1, 1), device=device)
-    y0, x0 = cy - side // 2, cx - side // 2
-    ys = torch.arange(height, device=device).view(1, 1, height, 1)
-    xs = torch.arange(width, device=device).view(1, 1, 1, width)
-    inside = (ys >= y0) & (ys < y0 + side) & (xs >= x0) & (xs < x0 + side)
+    """Boolean (batch, 1, *sizes) mask, True inside the union of ``holes`` random squares
+    (cubes for three ``sizes``) of ``side`` per image (centres uniform, clipped at the border)."""
+    d = len(sizes)
+    inside = torch.ones((batch, holes) + (1,) * d, dtype=torch.bool, device=device)
+    for axis, size in enumerate(sizes):  # the image draws its centre row first, then column
+        start = torch.randint(0, size, (batch, holes) + (1,) * d, device=device) - side // 2
+        shape = [1, 1] + [1] * d
+        shape[2 + axis] = size
+        pos = torch.arange(size, device=device).view(shape)
+        inside = inside & (pos >= start) & (pos < start + side)
     return inside.any(dim=1, keepdim=True)
 
 
@@ -55,7 +57,8 @@ class Cutout(Regularizer):
         size: side of a square as a fraction of the shorter image side, in (0, 1].
             Default 0.25.
 
-    Shapes: (B, C_in, H, W) → same. Evaluation mode: identity.
+    Shapes: (B, C_in, H, W) → same; (B, C_in, D, H, W) → same with cubes of side
+    ``size · min(D, H, W)``. Evaluation mode: identity.
     """
 
     placement = "input"
@@ -65,17 +68,18 @@ class Cutout(Regularizer):
         self.holes = check_int("holes", holes, 1)
         self.size = check_real("size", size, 0.0, 1.0, low_open=True)
 
-    def side(self, height: int, width: int) -> int:
-        """Side in pixels of a square for an ``height × width`` image."""
-        return max(1, round(self.size * min(height, width)))
+    def side(self, *sizes: int) -> int:
+        """Side in pixels of a square (cube) for an image of ``sizes`` (H, W) or (D, H, W)."""
+        return max(1, round(self.size * min(sizes)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        if x.dim() != 4:
-            raise ValueError(f"cutout expects (B, C, H, W) input, got shape {tuple(x.shape)}")
-        B, _, H, W = x.shape
-        hole = cutout_mask(B, H, W, self.holes, self.side(H, W), device=x.device)
+        if x.dim() not in (4, 5):
+            raise ValueError("cutout expects (B, C, H, W) or (B, C, D, H, W) input, "
+                             f"got shape {tuple(x.shape)}")
+        sizes = tuple(x.shape[2:])
+        hole = cutout_mask(x.shape[0], sizes, self.holes, self.side(*sizes), device=x.device)
         return x.masked_fill(hole, 0)
 
     def extra_repr(self) -> str:

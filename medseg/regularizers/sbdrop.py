@@ -37,6 +37,7 @@ Choices where the note is not explicit (documented, not guessed silently):
 The expected fraction of dropped samples is ``γ − γ^B`` (≈ γ). Gradients: the mask
 carries none; ``μ`` is differentiable in the kept activations (as a BN mean is), so
 the gradient is exactly 0 at every dropped sample. Default ``gamma=0.1``.
+3D feature maps (B, C, D, H, W): the same, means over D·H·W.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class SubBatchDrop(Regularizer):
         keep = keep | (kept == 0)  # nobody kept: nothing to refill from, keep everyone
         weight = keep.to(stats_dtype(x.dtype))
         with torch.autocast(device_type=dev.type, enabled=False):
-            sample_means = torch.mean(x, dim=(2, 3), dtype=weight.dtype)  # (B, C)
+            sample_means = torch.mean(x.flatten(2), dim=2, dtype=weight.dtype)  # (B, C)
             mu = (sample_means * weight[:, None]).sum(dim=0) / weight.sum()  # (C,)
-        refill = mu.to(x.dtype)[None, :, None, None]
-        return torch.where(keep[:, None, None, None], x, refill)
+        ones = (1,) * (x.dim() - 2)
+        refill = mu.to(x.dtype).view(1, -1, *ones)
+        return torch.where(keep.view(-1, 1, *ones), x, refill)

@@ -4,7 +4,8 @@
 S. Hou and Z. Wang, AAAI 2019, pp. 8425–8432 (doi:10.1609/aaai.v33i01.33018425).
 WCD has two steps (rating channels, selecting channels) and three modules: global
 average pooling (GAP), weighted random selection (WRS) and a random number
-generator (RNG). It only acts in training; the network is unchanged at test time.
+generator (RNG). It only acts in training; the network is unchanged at test time. 3D feature maps
+(B, C, D, H, W): the same, GAP over D·H·W.
 
 Per sample ``b`` of an input ``x`` of shape (B, C, H, W), in training mode:
 
@@ -86,7 +87,7 @@ class WeightedChannelDropout(Regularizer):
         B, C = x.shape[:2]
         dev = x.device
         with statistics_mode(dev):
-            score = torch.mean(x, dim=(2, 3), dtype=stats_dtype(x.dtype))  # (B, C)
+            score = torch.mean(x.flatten(2), dim=2, dtype=stats_dtype(x.dtype))  # (B, C)
             key = torch.empty_like(score).exponential_() / score.clamp_min(_MIN_SCORE)
             kept_count = stochastic_round(self.keep_ratio * C, B, dev)  # (B,)
             keep = descending_ranks(-key, random_ties=False) < kept_count[:, None]
@@ -108,4 +109,5 @@ class WeightedChannelDropout(Regularizer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.keep_ratio >= 1.0 or self.apply_prob == 0.0:
             return x
-        return x * self.channel_mask(x)[:, :, None, None].to(x.dtype)
+        mask = self.channel_mask(x).to(x.dtype)
+        return x * mask.view(*mask.shape, *[1] * (x.dim() - 2))

@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-import medseg.regularizers.heuristic as heuristic_module
+import medseg.regularizers._heuristic_fast as fast_module
 from medseg.regularizers.heuristic import HeuristicDropout, channel_statistics
 
 LAPLACE = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float64)
@@ -227,7 +227,7 @@ def test_chunked_statistics_match_single_pass(monkeypatch, chunk):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(3, 7, 5, 4, generator=g) * 2
     e_ref, v_ref = channel_statistics(x, bins=10)
-    monkeypatch.setattr(heuristic_module, "_CHUNK_ELEMENTS", chunk)  # 1, 2 and 5 planes per chunk
+    monkeypatch.setattr(fast_module, "_CHUNK_ELEMENTS", chunk)  # 1, 2 and 5 planes per chunk
     e, v = channel_statistics(x, bins=10)
     assert torch.equal(e, e_ref)
     torch.testing.assert_close(v, v_ref, rtol=1e-6, atol=0)
