@@ -128,6 +128,18 @@ def _pair(elem: Callable[[str, Any], Any], allow_scalar: bool = False, ordered: 
     return convert
 
 
+def _distance_or_diagonal(key: str, v: Any) -> Any:
+    """``"diagonal"``, a distance >= 0, or null (eval.missing_hd95)."""
+    if v == "diagonal":
+        return v
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            raise ConfigError(f"config key '{key}' must be diagonal, a number or null, got {v!r}") from None
+    return _float(lo=0.0, optional=True)(key, v)
+
+
 def _split(key: str, v: Any) -> list[int]:
     if not isinstance(v, (list, tuple)) or len(v) != 3:
         raise ConfigError(f"config key '{key}' must be [train, val, test] counts, got {v!r}")
@@ -217,6 +229,14 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "empty_score": Field(1.0, _float(lo=0.0, hi=1.0, optional=True),
                              "score of a case where prediction and label are both empty (null: leave the case out)"),
         "batch_size": Field(32, _int(lo=1), "slices per forward pass at evaluation/prediction"),
+        "nsd_tolerance_mm": Field(2.0, _float(lo=0.0), "tolerance of the normalised surface Dice (NSD), mm "
+                                  "(BAGLS: pixels)"),
+        "empty_hd95": Field(0.0, _float(lo=0.0, optional=True),
+                            "HD95 (mm) of a case where prediction and label are both empty (null: leave "
+                            "the case out of the HD95 mean)"),
+        "missing_hd95": Field("diagonal", _distance_or_diagonal,
+                              "HD95 (mm) when exactly one of prediction and label is empty: diagonal (the "
+                              "case's grid diagonal, the worst possible value), a number, or null (leave out)"),
     },
 }
 

@@ -10,6 +10,9 @@ windowed and resized, as one ``.npz`` file:
 * ``label``        (N, H, W) uint8 mask at the training size (nearest neighbour),
 * ``native_label`` the mask on the case's native grid, bit-packed, with
   ``native_shape`` (N, Y, X) — metrics are computed there,
+* ``spacing``      the native grid's voxel size for the boundary metrics: (z, y, x)
+  mm for a CT scan (the array's axis order); (1, 1) for a BAGLS frame — a 2D
+  image in pixels (an entry without it is rebuilt),
 * ``fingerprint``  a hash of the source files (paths, sizes, mtimes).
 
 The settings hash covers everything that changes the stored arrays (dataset,
@@ -103,7 +106,7 @@ class SliceCache:
             return False
         try:
             with np.load(path) as z:
-                return str(z["fingerprint"]) == fingerprint
+                return str(z["fingerprint"]) == fingerprint and "spacing" in z.files
         except Exception:  # unreadable or truncated entry: rebuild it
             return False
 
@@ -120,16 +123,19 @@ class SliceCache:
             x = preprocess_ct(case.image, self.settings["window"], size)
             native = np.asarray(case.label, dtype=np.uint8)
             y = resize_label(native, size)
+            spacing = case.spacing  # (z, y, x), the axis order of `native`
         else:
             frame = load_bagls_frame(image)
             x = preprocess_frame(frame.image, self.settings["channels"], size)[None]
             native = np.asarray(frame.mask, dtype=np.uint8)[None]
             y = resize_label(native, size)
+            spacing = (1.0, 1.0)  # a frame: 2D, in pixels
         return {
             "image": x.to(torch.float16).numpy(),
             "label": y.numpy().astype(np.uint8),
             "native_label": np.packbits(native.astype(bool).ravel()),
             "native_shape": np.asarray(native.shape, dtype=np.int64),
+            "spacing": np.asarray(spacing, dtype=np.float64),
         }
 
     def build(self, case_id: str, image: Path, label: Path | None, fingerprint: str) -> None:
@@ -171,7 +177,8 @@ class SliceCache:
             with np.load(path) as z:
                 shape = tuple(int(v) for v in z["native_shape"])
                 native = np.unpackbits(z["native_label"], count=int(np.prod(shape))).reshape(shape)
-                return {"image": z["image"], "label": z["label"], "native_label": native}
+                return {"image": z["image"], "label": z["label"], "native_label": native,
+                        "spacing": tuple(float(v) for v in z["spacing"])}
         except FileNotFoundError:
             raise DataError(f"{path}: cache entry missing (run `medseg data prepare`)") from None
         except Exception:

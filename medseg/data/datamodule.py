@@ -4,8 +4,9 @@
   the MONAI augmentation of :mod:`medseg.data.transforms`; items are
   ``{"image": (C, H, W) float32, "label": (1, H, W) float32}``.
 * ``val`` / ``test`` (and ``train`` for the train/test gap): one item per case —
-  ``{"case_id": str, "image": (N, C, H, W) float32, "native_label": (N, Y, X) uint8}``
-  — so metrics are computed per CT scan over the whole volume (or per frame) on
+  ``{"case_id": str, "image": (N, C, H, W) float32, "native_label": (N, Y, X) uint8,
+  "spacing": (z, y, x) mm, or (1, 1) for a BAGLS frame}`` — so metrics are computed
+  per CT scan over the whole volume (or per frame) on
   the case's native grid.
 
 ``prepare_data`` builds the slice cache (rank 0 only under DDP); ``setup`` loads
@@ -68,6 +69,7 @@ class CaseDataset(Dataset):
             "case_id": cid,
             "image": torch.from_numpy(entry["image"].astype(np.float32)),
             "native_label": torch.from_numpy(entry["native_label"]),
+            "spacing": entry["spacing"],
         }
 
 

@@ -1,27 +1,53 @@
-"""DICE and IoU per case and pooled over a set, with a stated empty-case rule.
+"""Per-case DICE, IoU, HD95 and NSD, and their summary over a set, with stated empty-case rules.
 
+Overlap (Metrics Reloaded pairs it with a boundary metric):
 DICE = 2|X∩Y| / (|X|+|Y|), IoU = |X∩Y| / |X∪Y| (X prediction, Y ground truth),
 computed per case by MONAI's :class:`~monai.metrics.DiceMetric` and
 :class:`~monai.metrics.MeanIoU` on the binary foreground over the case's whole
 native grid: a CT scan's stacked slices in 3D, a BAGLS frame in 2D.
 
-Aggregation (ours, tested against hand computations):
+Boundary, on the same grid with the case's physical spacing (one value per array
+axis, in the array's axis order: (z, y, x) mm for a CT scan; a BAGLS frame is 2D
+with spacing (1, 1), so its distances are in pixels):
 
-* ``mean``/``std`` over cases (std with ddof=1; 0 for a single case);
-* ``pooled`` (global) scores from the voxel counts summed over all cases;
-* a case where prediction and label are both empty scores ``empty_score``
-  (default 1.0); with ``empty_score=None`` such cases are left out of the mean
-  (they still count, trivially, in the pooled score).
+* ``hd95``: MONAI's :func:`~monai.metrics.compute_hausdorff_distance` with
+  ``percentile=95``, symmetric (the larger of the two directed 95th percentiles of
+  the surface distances), euclidean, in mm;
+* ``nsd``: MONAI's :func:`~monai.metrics.compute_surface_dice` (normalised surface
+  Dice, Nikolov et al.) at ``nsd_tolerance_mm`` (default 2 mm): the share of both
+  boundaries that lies within the tolerance of the other.
+
+Empty cases (MONAI returns NaN for HD95 when either mask is empty and for NSD when
+both are; we set the values ourselves, before calling MONAI):
+
+* both empty: DICE = IoU = NSD = ``empty_score`` (default 1.0), HD95 =
+  ``empty_hd95`` (default 0.0 mm): perfect agreement; ``None`` leaves the case
+  out of that metric's mean (NaN);
+* one empty (a missed target or a false alarm): DICE = IoU = NSD = 0; HD95 =
+  ``missing_hd95``: ``"diagonal"`` (default) = the length of the case's grid
+  diagonal in mm, the largest distance the grid allows (Metrics Reloaded's "worst
+  possible value"; BraTS uses 373.13 mm, the 240×240×155 mm diagonal), a number
+  in mm, or ``None`` to leave the case out — which flatters a method that misses
+  whole targets, so it is not the default.
+
+Aggregation (ours, tested against hand computations): ``mean``/``std``
+(ddof=1; 0 for a single case)/``median`` over the cases with a value of that
+metric; ``pooled`` (global) DICE/IoU from the voxel counts summed over all cases.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
-from monai.metrics import DiceMetric, MeanIoU
+from monai.metrics import DiceMetric, MeanIoU, compute_hausdorff_distance, compute_surface_dice
+
+NAN = float("nan")
+#: the per-case metrics, in table order; HD95 is a distance (lower is better)
+METRICS = ("dice", "iou", "hd95", "nsd")
 
 
 @dataclass
@@ -32,78 +58,172 @@ class CaseScore:
     pred_voxels: int
     label_voxels: int
     intersection: int
+    hd95: float = NAN    # mm; NaN when not computed (validation) or left out by a convention
+    nsd: float = NAN
 
     def as_row(self) -> dict:
         return asdict(self)
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return float("nan"), float("nan")
-    t = torch.tensor(values, dtype=torch.float64)
-    std = t.std(unbiased=True).item() if len(values) > 1 else 0.0
-    return t.mean().item(), std
+def describe(values: Iterable[float]) -> dict[str, float]:
+    """mean, std (ddof=1; 0 for one value), median and n of the non-NaN ``values``."""
+    vs = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if vs.size == 0:
+        return {"mean": NAN, "std": NAN, "median": NAN, "n": 0}
+    std = float(vs.std(ddof=1)) if vs.size > 1 else 0.0
+    return {"mean": float(vs.mean()), "std": std, "median": float(np.median(vs)), "n": int(vs.size)}
+
+
+def grid_diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
+    """Length of the grid's diagonal: sqrt(Σ (size·spacing)²), e.g. 373.13 for 240×240×155 at 1 mm."""
+    return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing))))
+
+
+def spatial_grid(pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[float] | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, tuple[float, ...]]:
+    """The masks and spacing that boundary metrics see.
+
+    ``spacing`` has one value per axis of the masks, in their order ((z, y, x) for
+    a CT volume). A single frame stored as (1, H, W) with a 2-value spacing is
+    scored in 2D (a one-slice 3D slab would make every pixel a surface pixel).
+    ``None``: spacing 1 per axis (distances in voxels).
+    """
+    if spacing is None:
+        spacing = (1.0,) * pred.ndim
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) == pred.ndim - 1 and pred.shape[0] == 1:
+        pred, label = pred[0], label[0]
+    if len(spacing) != pred.ndim:
+        raise ValueError(f"spacing {spacing} does not fit masks of shape {tuple(pred.shape)}")
+    if any(not s > 0 for s in spacing):
+        raise ValueError(f"spacing {spacing} must be positive")
+    return pred, label, spacing
+
+
+def boundary_scores(pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[float],
+                    tolerance_mm: float) -> tuple[float, float]:
+    """(HD95, NSD) of two non-empty binary masks on a grid with ``spacing`` (MONAI's code)."""
+    yp = pred.bool()[None, None].float()
+    yy = label.bool()[None, None].float()
+    hd = compute_hausdorff_distance(yp, yy, include_background=True, percentile=95.0,
+                                    directed=False, spacing=list(spacing))
+    nsd = compute_surface_dice(yp, yy, class_thresholds=[float(tolerance_mm)],
+                               include_background=True, spacing=list(spacing))
+    return float(hd.reshape(-1)[0]), float(nsd.reshape(-1)[0])
 
 
 class SegmentationScores:
-    """Accumulates per-case DICE/IoU and voxel counts; summarises them."""
+    """Accumulates per-case scores and voxel counts; summarises them.
 
-    def __init__(self, empty_score: float | None = 1.0):
+    Args:
+        empty_score: DICE/IoU/NSD of a case whose prediction and label are both empty
+            (``None``: left out).
+        nsd_tolerance_mm: NSD tolerance, in the unit of the spacing.
+        empty_hd95: HD95 of a both-empty case (``None``: left out).
+        missing_hd95: HD95 when exactly one mask is empty: ``"diagonal"``, a number,
+            or ``None`` (left out).
+    """
+
+    def __init__(self, empty_score: float | None = 1.0, *, nsd_tolerance_mm: float = 2.0,
+                 empty_hd95: float | None = 0.0, missing_hd95: float | str | None = "diagonal"):
         self.empty_score = empty_score
+        self.nsd_tolerance_mm = float(nsd_tolerance_mm)
+        self.empty_hd95 = empty_hd95
+        self.missing_hd95 = missing_hd95
         self._dice = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
         self._iou = MeanIoU(include_background=True, reduction="none", ignore_empty=False)
         self.rows: list[CaseScore] = []
 
-    def score(self, case_id: str, pred: torch.Tensor, label: torch.Tensor) -> CaseScore:
-        """Score one case: ``pred`` and ``label`` are same-shape binary masks."""
+    @classmethod
+    def from_config(cls, eval_cfg: Mapping[str, Any]) -> "SegmentationScores":
+        """From a run config's ``eval`` section."""
+        return cls(eval_cfg["empty_score"], nsd_tolerance_mm=eval_cfg["nsd_tolerance_mm"],
+                   empty_hd95=eval_cfg["empty_hd95"], missing_hd95=eval_cfg["missing_hd95"])
+
+    def score(self, case_id: str, pred: torch.Tensor, label: torch.Tensor,
+              spacing: Sequence[float] | None = None, *, boundary: bool = True) -> CaseScore:
+        """Score one case: ``pred`` and ``label`` are same-shape binary masks.
+
+        ``spacing``: see :func:`spatial_grid`; ``boundary=False`` skips HD95/NSD (NaN),
+        as does a grid that is neither 2D nor 3D.
+        """
         if pred.shape != label.shape:
             raise ValueError(f"case {case_id}: prediction {tuple(pred.shape)} and label "
                              f"{tuple(label.shape)} differ in shape")
-        p = (pred > 0)
-        y = (label > 0)
+        p = (pred > 0).cpu()
+        y = (label > 0).cpu()
         n_p, n_y = int(p.sum()), int(y.sum())
         inter = int((p & y).sum())
-        if n_p == 0 and n_y == 0:
-            value = float("nan") if self.empty_score is None else float(self.empty_score)
-            dice = iou = value
-        else:
-            yp = p[None, None].to(torch.float32)
-            yy = y[None, None].to(torch.float32)
-            dice = float(self._dice(y_pred=yp, y=yy).reshape(-1)[0])
-            iou = float(self._iou(y_pred=yp, y=yy).reshape(-1)[0])
-            self._dice.reset()
-            self._iou.reset()
-        return CaseScore(case_id, dice, iou, n_p, n_y, inter)
+        dice, iou = self._overlap(p, y, n_p, n_y)
+        hd95 = nsd = NAN
+        if boundary:
+            hd95, nsd = self._boundary(p, y, n_p, n_y, spacing)
+        return CaseScore(case_id, dice, iou, n_p, n_y, inter, hd95, nsd)
 
-    def update(self, case_id: str, pred: torch.Tensor, label: torch.Tensor) -> CaseScore:
-        row = self.score(case_id, pred, label)
+    def _value(self, value: float | None) -> float:
+        return NAN if value is None else float(value)
+
+    def _overlap(self, p: torch.Tensor, y: torch.Tensor, n_p: int, n_y: int) -> tuple[float, float]:
+        if n_p == 0 and n_y == 0:
+            value = self._value(self.empty_score)
+            return value, value
+        yp, yy = p[None, None].to(torch.float32), y[None, None].to(torch.float32)
+        dice = float(self._dice(y_pred=yp, y=yy).reshape(-1)[0])
+        iou = float(self._iou(y_pred=yp, y=yy).reshape(-1)[0])
+        self._dice.reset()
+        self._iou.reset()
+        return dice, iou
+
+    def _boundary(self, p: torch.Tensor, y: torch.Tensor, n_p: int, n_y: int,
+                  spacing: Sequence[float] | None) -> tuple[float, float]:
+        p, y, spacing = spatial_grid(p, y, spacing)
+        if p.ndim not in (2, 3):  # MONAI's surface metrics are 2D/3D only
+            return NAN, NAN
+        if n_p and n_y:
+            return boundary_scores(p, y, spacing, self.nsd_tolerance_mm)
+        if not n_p and not n_y:
+            return self._value(self.empty_hd95), self._value(self.empty_score)
+        if self.missing_hd95 == "diagonal":
+            return grid_diagonal_mm(p.shape, spacing), 0.0
+        return self._value(self.missing_hd95), 0.0
+
+    def update(self, case_id: str, pred: torch.Tensor, label: torch.Tensor,
+               spacing: Sequence[float] | None = None, *, boundary: bool = True) -> CaseScore:
+        row = self.score(case_id, pred, label, spacing, boundary=boundary)
         self.rows.append(row)
         return row
 
     def extend(self, rows: Iterable[CaseScore]) -> None:
         self.rows.extend(rows)
 
-    def summary(self) -> dict:
-        scored = [r for r in self.rows if not math.isnan(r.dice)]
-        dice_mean, dice_std = _stats([r.dice for r in scored])
-        iou_mean, iou_std = _stats([r.iou for r in scored])
+    def pooled(self) -> tuple[float, float]:
+        """(DICE, IoU) from the voxel counts summed over all cases."""
         sp = sum(r.pred_voxels for r in self.rows)
         sy = sum(r.label_voxels for r in self.rows)
         si = sum(r.intersection for r in self.rows)
         if sp + sy == 0:
-            pooled_dice = pooled_iou = float("nan") if self.empty_score is None else float(self.empty_score)
-        else:
-            pooled_dice = 2.0 * si / (sp + sy)
-            pooled_iou = si / (sp + sy - si)
-        return {
-            "n_cases": len(self.rows),
-            "n_scored": len(scored),
-            "dice_mean": dice_mean, "dice_std": dice_std,
-            "iou_mean": iou_mean, "iou_std": iou_std,
-            "pooled_dice": pooled_dice, "pooled_iou": pooled_iou,
-            "empty_score": self.empty_score,
-            "aggregation": "per case (3D per CT scan on its native grid, 2D per frame); "
-                           "mean and std (ddof=1) over cases; pooled = from voxel counts summed "
-                           "over cases; both-empty cases score empty_score "
-                           "(null: left out of the mean)",
-        }
+            value = self._value(self.empty_score)
+            return value, value
+        return 2.0 * si / (sp + sy), si / (sp + sy - si)
+
+    def summary(self) -> dict:
+        out: dict[str, Any] = {"n_cases": len(self.rows)}
+        for m in METRICS:
+            d = describe(getattr(r, m) for r in self.rows)
+            out.update({f"{m}_mean": d["mean"], f"{m}_std": d["std"], f"{m}_median": d["median"]})
+            out["n_scored" if m == "dice" else f"n_scored_{m}"] = d["n"]
+        out["pooled_dice"], out["pooled_iou"] = self.pooled()
+        out.update({
+            "empty_score": self.empty_score, "nsd_tolerance_mm": self.nsd_tolerance_mm,
+            "empty_hd95": self.empty_hd95, "missing_hd95": self.missing_hd95,
+            "aggregation": AGGREGATION,
+        })
+        return out
+
+
+AGGREGATION = (
+    "per case (3D per CT scan on its native grid with its (z, y, x) spacing in mm, 2D per BAGLS "
+    "frame in pixels); mean, std (ddof=1) and median over the cases with a value; pooled = from "
+    "voxel counts summed over cases; both-empty cases: DICE = IoU = NSD = empty_score, HD95 = "
+    "empty_hd95; one empty: DICE = IoU = NSD = 0, HD95 = missing_hd95 ('diagonal': the grid "
+    "diagonal in mm); a null convention leaves the case out of that metric (NaN)")

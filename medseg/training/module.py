@@ -3,7 +3,8 @@
 Training sees 2D slices; validation and test see whole cases (all slices of a
 CT scan, or one frame), predicted in chunks, resampled to the case's native grid
 and scored there (:mod:`medseg.training.metrics`). ``val_dice`` (mean per-case
-DICE on the validation split) drives the best checkpoint.
+DICE on the validation split) drives the best checkpoint; validation computes
+DICE/IoU only, the test adds the boundary metrics (HD95, NSD) with the case's spacing.
 
 Under DDP every rank scores its share of the cases; the per-case rows are
 gathered to every rank and de-duplicated by case id (the distributed sampler
@@ -58,12 +59,16 @@ class SegmentationModule(pl.LightningModule):
                                 eps=t["eps"], weight_decay=t["weight_decay"])
 
     # ------------------------------------------------------------------ eval
-    def _score_case(self, batch: dict[str, Any]) -> None:
+    def _score_case(self, batch: dict[str, Any], boundary: bool) -> None:
+        """Predict one case and score it on its native grid; ``boundary``: also HD95/NSD
+        (test only: model selection needs DICE alone, and HD95 costs ~1.5 s per 512²×200
+        scan on a CPU)."""
         label = batch["native_label"]
         pred = predict_slices(self.model, batch["image"], label.shape[-2:],
                               self.cfg["eval"]["batch_size"])
-        scorer = SegmentationScores(self.cfg["eval"]["empty_score"])
-        self._rows.append(scorer.score(batch["case_id"], pred, label.cpu()))
+        scorer = SegmentationScores.from_config(self.cfg["eval"])
+        self._rows.append(scorer.score(batch["case_id"], pred, label.cpu(), batch.get("spacing"),
+                                       boundary=boundary))
 
     def _gathered_scores(self) -> SegmentationScores:
         rows = self._rows
@@ -75,7 +80,7 @@ class SegmentationModule(pl.LightningModule):
         unique: dict[str, CaseScore] = {}
         for r in rows:
             unique.setdefault(r.case_id, r)
-        scores = SegmentationScores(self.cfg["eval"]["empty_score"])
+        scores = SegmentationScores.from_config(self.cfg["eval"])
         scores.extend(sorted(unique.values(), key=lambda r: r.case_id))
         return scores
 
@@ -83,7 +88,7 @@ class SegmentationModule(pl.LightningModule):
         self._rows = []
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._score_case(batch)
+        self._score_case(batch, boundary=False)
 
     def on_validation_epoch_end(self) -> None:
         s = self._gathered_scores().summary()
@@ -95,7 +100,7 @@ class SegmentationModule(pl.LightningModule):
         self._rows = []
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._score_case(batch)
+        self._score_case(batch, boundary=True)
 
     def on_test_epoch_end(self) -> None:
         scores = self._gathered_scores()
@@ -103,6 +108,8 @@ class SegmentationModule(pl.LightningModule):
         self.test_summary = scores.summary()
         self.log("test_dice", float(self.test_summary["dice_mean"]))
         self.log("test_iou", float(self.test_summary["iou_mean"]))
+        self.log("test_hd95", float(self.test_summary["hd95_mean"]))
+        self.log("test_nsd", float(self.test_summary["nsd_mean"]))
 
     # ------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -5,8 +5,9 @@
   ``split.json``              the cases of train/val/test (see :mod:`medseg.data.splits`)
   ``checkpoints/best.ckpt``   best validation DICE; ``checkpoints/last.ckpt`` end of the last epoch
   ``logs/``                   CSV (``metrics.csv``) and TensorBoard logs
-  ``metrics.json``            test-set summary (mean/std DICE and IoU, pooled scores, aggregation)
-  ``cases.csv``               one row per test case: case_id, dice, iou, voxel counts
+  ``metrics.json``            test-set summary (mean/std/median of DICE, IoU, HD95, NSD; pooled
+                              scores; the empty-case conventions and the aggregation)
+  ``cases.csv``               one row per test case: case_id, dice, iou, voxel counts, hd95 (mm), nsd
 
 ``--resume`` continues from ``last.ckpt`` (saved at every epoch end, so a run
 killed mid-epoch loses at most that epoch).
@@ -248,7 +249,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", checkpoint:
     return summary
 
 
-CASE_COLUMNS = ("case_id", "dice", "iou", "pred_voxels", "label_voxels", "intersection")
+CASE_COLUMNS = ("case_id", "dice", "iou", "pred_voxels", "label_voxels", "intersection", "hd95", "nsd")
 
 
 def cases_csv(rows) -> str:

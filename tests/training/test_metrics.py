@@ -1,6 +1,7 @@
 """Per-case and pooled DICE/IoU against hand computations (medseg.training.metrics)."""
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -94,3 +95,116 @@ def test_agrees_with_monai_on_random_masks():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in shape"):
         SegmentationScores().score("x", torch.zeros(2, 2), torch.zeros(3, 3))
+
+
+# --------------------------------------------------------------------------- boundary metrics
+
+
+def blob(shape, centre, radii):
+    """A filled ellipsoid (voxel units) as a uint8 mask."""
+    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in shape], indexing="ij")
+    r2 = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii))
+    return (r2 <= 1.0).to(torch.uint8)
+
+
+def monai_hd95_nsd(pred, label, spacing, tolerance=2.0):
+    from monai.metrics import HausdorffDistanceMetric, SurfaceDiceMetric
+
+    yp, yy = pred[None, None].float(), label[None, None].float()
+    hd = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")
+    sd = SurfaceDiceMetric([tolerance], include_background=True, reduction="none")
+    return float(hd(y_pred=yp, y=yy, spacing=list(spacing))), float(sd(y_pred=yp, y=yy, spacing=list(spacing)))
+
+
+def test_hd95_and_nsd_equal_monai_on_an_anisotropic_grid():
+    spacing = (3.0, 0.8, 0.5)  # (z, y, x) mm, the axis order of the masks
+    label = blob((10, 24, 28), (4.5, 11, 13), (3, 7, 9))
+    pred = blob((10, 24, 28), (5.2, 12, 11), (3.5, 6, 10))
+    s = SegmentationScores(nsd_tolerance_mm=2.0).score("c", pred, label, spacing)
+    hd, nsd = monai_hd95_nsd(pred, label, spacing)
+    assert s.hd95 == pytest.approx(hd, abs=1e-5) and s.nsd == pytest.approx(nsd, abs=1e-6)
+    assert 0 < s.nsd < 1 and s.hd95 > 0
+    swapped = monai_hd95_nsd(pred, label, spacing[::-1])
+    assert s.hd95 != pytest.approx(swapped[0], abs=1e-3)   # the spacing order matters here
+
+
+def test_spacing_is_applied_in_the_axis_order_of_the_masks():
+    # two one-voxel-thick plates one slice apart: every voxel is a surface voxel and its
+    # nearest neighbour in the other plate is exactly one slice (the z spacing) away
+    label = torch.zeros(6, 8, 8, dtype=torch.uint8)
+    pred = torch.zeros_like(label)
+    label[2, 2:6, 2:6] = 1
+    pred[3, 2:6, 2:6] = 1
+    z_first = SegmentationScores(nsd_tolerance_mm=2.0).score("c", pred, label, (3.0, 1.0, 0.5))
+    assert z_first.hd95 == pytest.approx(3.0, abs=1e-5) and z_first.nsd == 0.0
+    x_first = SegmentationScores(nsd_tolerance_mm=2.0).score("c", pred, label, (0.5, 1.0, 3.0))
+    assert x_first.hd95 == pytest.approx(0.5, abs=1e-5) and x_first.nsd == 1.0
+
+
+def test_a_frame_is_scored_in_2d_in_pixels():
+    label = torch.zeros(1, 16, 16, dtype=torch.uint8)
+    label[0, 4:10, 4:10] = 1
+    pred = torch.roll(label, 2, dims=2)
+    s = SegmentationScores(nsd_tolerance_mm=1.0).score("f", pred, label, (1.0, 1.0))
+    hd, nsd = monai_hd95_nsd(pred[0], label[0], (1.0, 1.0), tolerance=1.0)
+    assert (s.hd95, s.nsd) == (pytest.approx(hd, abs=1e-6), pytest.approx(nsd, abs=1e-6))
+    assert s.hd95 == pytest.approx(2.0)
+    slab = monai_hd95_nsd(pred, label, (1.0, 1.0, 1.0), tolerance=1.0)
+    assert slab[1] != pytest.approx(s.nsd)  # a one-slice 3D slab would differ (every pixel a surface)
+    with pytest.raises(ValueError, match="does not fit"):
+        SegmentationScores().score("f", pred, label, (1.0,))
+
+
+def test_empty_case_conventions_for_the_boundary_metrics():
+    empty = torch.zeros(4, 10, 12, dtype=torch.uint8)
+    one = empty.clone()
+    one[1:3, 4:6, 4:6] = 1
+    spacing = (2.5, 0.8, 0.7)
+    diagonal = math.sqrt((4 * 2.5) ** 2 + (10 * 0.8) ** 2 + (12 * 0.7) ** 2)
+    # MONAI itself gives NaN here: the convention is ours, and stated
+    assert math.isnan(monai_hd95_nsd(empty, one, spacing)[0]) and math.isnan(monai_hd95_nsd(empty, empty, spacing)[1])
+    s = SegmentationScores()
+    both = s.score("both", empty, empty, spacing)
+    assert (both.hd95, both.nsd) == (0.0, 1.0)
+    for pred, label in ((empty, one), (one, empty)):
+        missed = s.score("one", pred, label, spacing)
+        assert missed.hd95 == pytest.approx(diagonal) and missed.nsd == 0.0
+    fixed = SegmentationScores(missing_hd95=100.0).score("one", empty, one, spacing)
+    assert fixed.hd95 == 100.0
+    left_out = SegmentationScores(empty_score=None, empty_hd95=None, missing_hd95=None)
+    assert all(math.isnan(v) for v in (left_out.score("b", empty, empty, spacing).hd95,
+                                         left_out.score("b", empty, empty, spacing).nsd,
+                                         left_out.score("o", empty, one, spacing).hd95))
+    assert left_out.score("o", empty, one, spacing).nsd == 0.0
+    assert math.isnan(s.score("v", one, one, spacing, boundary=False).hd95)  # validation: not computed
+
+
+def test_summary_has_mean_std_median_of_every_metric():
+    s = SegmentationScores(empty_hd95=None)
+    label = torch.zeros(4, 12, 12, dtype=torch.uint8)
+    label[1:3, 3:8, 3:8] = 1
+    for shift in (0, 1, 3):
+        s.update(f"c{shift}", torch.roll(label, shift, dims=2), label, (2.0, 1.0, 1.0))
+    s.update("empty", torch.zeros_like(label), torch.zeros_like(label), (2.0, 1.0, 1.0))  # HD95 left out
+    out = s.summary()
+    hd = [r.hd95 for r in s.rows[:3]]
+    assert out["n_scored_hd95"] == 3 and out["n_scored_nsd"] == 4 and out["n_scored"] == 4
+    assert out["hd95_mean"] == pytest.approx(sum(hd) / 3)
+    assert out["hd95_median"] == pytest.approx(sorted(hd)[1])
+    assert out["hd95_std"] == pytest.approx(torch.tensor(hd, dtype=torch.float64).std().item())
+    assert out["nsd_median"] == pytest.approx(statistics.median(r.nsd for r in s.rows))
+    assert out["missing_hd95"] == "diagonal" and out["nsd_tolerance_mm"] == 2.0
+
+
+def test_boundary_conventions_come_from_the_eval_config():
+    from medseg.config import validate
+    from medseg.errors import ConfigError
+
+    raw = {"data": {"dataset": "pancreas", "root": "x"},
+           "eval": {"nsd_tolerance_mm": 1.5, "empty_hd95": None, "missing_hd95": 80}}
+    cfg = validate(raw)
+    s = SegmentationScores.from_config(cfg["eval"])
+    assert (s.nsd_tolerance_mm, s.empty_hd95, s.missing_hd95) == (1.5, None, 80.0)
+    assert validate({"data": raw["data"]})["eval"]["missing_hd95"] == "diagonal"
+    with pytest.raises(ConfigError, match="eval.missing_hd95"):
+        validate({**raw, "eval": {"missing_hd95": "worst"}})
