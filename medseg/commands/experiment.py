@@ -17,9 +17,11 @@ EXAMPLE = """examples:
 
 Every key of the experiment config (grid.models, grid.regularizers, grid.sweep.<key>,
 grid.repeats, grid.seeds, base) and of the train config (data.*, model.*, train.*, …)
-can be overridden as key=value. Runs live in DIR/runs/<dataset>/<model>/<method>/repeat<r>/;
+can be overridden as key=value. Runs live in DIR/runs/<dataset>/<model>/<method>/repeat<r>/
+(…/repeat<r>/fold<f>/ with grid.folds > 1: cross-validation over scans, Pancreas-CT);
 finished runs append their per-case test scores to DIR/results.csv. Running the same
-command again skips finished runs and redoes only unfinished ones."""
+command again skips finished runs and redoes only unfinished ones; more repeats, folds
+(grid.run_folds), methods or sweep values grow the folder without --force."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-runs", type=int, default=argparse.SUPPRESS, metavar="N",
                    help="stop after N runs (the rest stay for the next call)")
     p.add_argument("--force", action="store_true",
-                   help="continue a folder whose experiment config differs (changed runs are redone)")
+                   help="continue with a config that changes or drops finished runs (those are redone or "
+                   "dropped); growing a grid (repeats, folds, methods, sweep values) needs no --force")
     p.add_argument("--no-progress", action="store_true", help="no grid progress bar")
     p.add_argument("--run-progress", action="store_true",
                    help="show each run's Lightning progress bars too (off by default in a grid)")
@@ -90,19 +93,41 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_folds(resolved, out: Path) -> None:
+    """With grid.folds > 1: each fold's test scans (from the split file, or as it will be drawn)."""
+    from ..data.splits import full_split, load_split
+    from ..experiments.grid import split_file_name
+
+    k = resolved["grid"].get("folds", 1)
+    if k == 1:
+        return
+    for label, cfg in resolved["datasets"].items():
+        path = out / split_file_name(resolved, label)
+        split = load_split(path, cfg["data"]["dataset"]) if path.is_file() else full_split(cfg["data"])
+        source = path if path.is_file() else "to be drawn"
+        print(f"{label}: {k}-fold cross-validation over {sum(len(f['test']) for f in split['folds'])} "
+              f"scans ({source}); folds run: {resolved['grid']['run_folds']}")
+        for f, fold in enumerate(split["folds"]):
+            print(f"  fold {f}: test {', '.join(fold['test'])} | val {', '.join(fold['val'])} | "
+                  f"{len(fold['train'])} train")
+
+
 def dry_run(resolved, out: Path) -> int:
     from ..experiments.estimate import estimate_runs, format_seconds
     from ..experiments.grid import split_file_name
     from ..experiments.runner import plan_status
 
-    from ..experiments.grid import comparable, first_difference
-    from ..experiments.runner import plain_config, load_experiment_file
+    from ..experiments.grid import comparable, expand, first_difference
+    from ..experiments.runner import growth_conflict, load_experiment_file, plain_config
 
     old = load_experiment_file(out)
     diff = None if old is None else first_difference(comparable(old), comparable(plain_config(dict(resolved))))
     if diff is not None:
-        print(f"note: {out} holds an experiment with a different config ('{diff[0]}' is {diff[1]!r} there, "
-              f"{diff[2]!r} now): running would be refused without --force")
+        conflict = growth_conflict(out, old, expand(resolved))
+        print(f"note: {out} holds this experiment with a different config ('{diff[0]}' is {diff[1]!r} there, "
+              f"{diff[2]!r} now): " + ("it grows: only the new runs will run" if conflict is None else
+                                       f"{conflict}; running would be refused without --force"))
+    _print_folds(resolved, out)
     status = plan_status(resolved, out)
     splits = {label: out / split_file_name(resolved, label) for label in resolved["datasets"]}
     seconds, note = estimate_runs([s.config for s, _ in status], splits)

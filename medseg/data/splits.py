@@ -7,6 +7,11 @@
   ``val_frames`` drawn from the rest of ``training/``, test = ``test/`` (all of
   it, or a random ``test_frames`` subset).
 
+With ``data.folds`` K > 1 (Pancreas-CT) all ``num_cases`` selected scans are also
+split into K seeded cross-validation folds (:func:`make_folds`), stored under
+``folds``; a run of fold f (``data.fold``) trains, validates and tests on that
+fold's lists (:func:`resolve_split`), and its own ``split.json`` holds just those.
+
 The split file stores the dataset, root, layout, seed and, for every case id, the
 image and label paths, so a run (and every repeat of a grid) reads exactly the
 same cases. :func:`load_split` checks the file before anything trusts it.
@@ -63,6 +68,9 @@ def make_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
         out["val"] = record(chosen[n_train:n_train + n_val])
         out["test"] = record(chosen[n_train + n_val:n_train + n_val + n_test])
         out["unused"] = [r.case_id for r in chosen[n_train + n_val + n_test:]]
+        if int(data_cfg.get("folds", 1)) > 1:
+            record(chosen)
+            out["folds"] = make_folds([r.case_id for r in chosen], int(data_cfg["folds"]), n_val, seed)
     elif dataset == "bagls":
         found = discover_bagls(root)
         training, test = found["training"], found["test"]
@@ -87,6 +95,38 @@ def make_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def make_folds(case_ids: list[str], k: int, n_val: int, seed: int) -> list[dict[str, list[str]]]:
+    """Cross-validation over scans: ``k`` seeded test folds (sizes differ by at most 1).
+
+    Fold ``f`` tests its own scans; ``n_val`` validation scans are drawn (seeded
+    by ``(seed, k, f)``) from the others and the rest train. Every scan is a test
+    case in exactly one fold.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xF01D, k]))
+    tests = np.array_split(rng.permutation(len(case_ids)), k)
+    folds = []
+    for f, test_idx in enumerate(tests):
+        test = {int(i) for i in test_idx}
+        rest = [i for i in range(len(case_ids)) if i not in test]
+        fold_rng = np.random.default_rng(np.random.SeedSequence([seed, 0xF01D, k, f]))
+        val = {rest[int(j)] for j in fold_rng.permutation(len(rest))[:n_val]}
+        folds.append({"train": [case_ids[i] for i in rest if i not in val],
+                      "val": [case_ids[i] for i in sorted(val)],
+                      "test": [case_ids[i] for i in sorted(test)]})
+    return folds
+
+
+def select_fold(split: Mapping[str, Any], fold: int, k: int, where: str = "split") -> dict[str, Any]:
+    """The split of cross-validation fold ``fold`` of ``k`` (train/val/test replaced)."""
+    folds = split.get("folds") or []
+    if len(folds) != k:
+        raise DataError(f"{where}: has {len(folds)} cross-validation folds, the config asks for "
+                        f"data.folds = {k} (draw a new split file)")
+    out = {key: v for key, v in split.items() if key != "folds"}
+    out.update({name: list(folds[fold][name]) for name in SPLITS}, fold=fold, num_folds=k)
+    return out
+
+
 def save_split(split: Mapping[str, Any], path: str | os.PathLike) -> None:
     atomic_write_text(path, json.dumps(split, indent=1) + "\n")
 
@@ -104,21 +144,40 @@ def load_split(path: str | os.PathLike, dataset: str | None = None) -> dict[str,
         raise DataError(f"{p}: not a valid split file (needs train/val/test/cases/dataset)")
     if dataset is not None and split["dataset"] != dataset:
         raise DataError(f"{p}: split is for dataset '{split['dataset']}', config says '{dataset}'")
-    for name in SPLITS:
-        missing = [c for c in split[name] if c not in split["cases"]]
-        if missing:
-            raise DataError(f"{p}: case '{missing[0]}' of split '{name}' has no paths")
-    seen: dict[str, str] = {}
-    for name in SPLITS:
-        for c in split[name]:
-            if c in seen:
-                raise DataError(f"{p}: case '{c}' is in both '{seen[c]}' and '{name}'")
-            seen[c] = name
+    for views in ([split], split.get("folds") or []):
+        for view in views:
+            _check_disjoint(p, view, split["cases"])
+    if split.get("folds"):
+        tests = [c for fold in split["folds"] for c in fold["test"]]
+        if len(tests) != len(set(tests)):
+            raise DataError(f"{p}: a case is a test case in two cross-validation folds")
     return split
 
 
-def resolve_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The split a run uses: ``data.split_file`` if given, else a fresh draw."""
+def _check_disjoint(p: Path, view: Mapping[str, Any], cases: Mapping[str, Any]) -> None:
+    seen: dict[str, str] = {}
+    for name in SPLITS:
+        if not isinstance(view.get(name), list):
+            raise DataError(f"{p}: not a valid split file ('{name}' is not a list of cases)")
+        for c in view[name]:
+            if c not in cases:
+                raise DataError(f"{p}: case '{c}' of split '{name}' has no paths")
+            if c in seen:
+                raise DataError(f"{p}: case '{c}' is in both '{seen[c]}' and '{name}'")
+            seen[c] = name
+
+
+def full_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``data.split_file`` if given, else a fresh draw — with all its folds."""
     if data_cfg.get("split_file"):
         return load_split(data_cfg["split_file"], data_cfg["dataset"])
     return make_split(data_cfg)
+
+
+def resolve_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The split a run uses: :func:`full_split`, narrowed to ``data.fold`` when ``data.folds`` > 1."""
+    split = full_split(data_cfg)
+    k = int(data_cfg.get("folds", 1))
+    if k == 1:
+        return split
+    return select_fold(split, int(data_cfg["fold"]), k, data_cfg.get("split_file") or "split")

@@ -20,18 +20,23 @@ uses the same data split. An experiment config says which::
         regularizer.k: [0, 1, 2, 3, 4, 5]
       repeats: 5                          # default 5
       seeds: [0, 1, 2, 3, 4]              # optional; default seed of repeat r = base seed + r
+      folds: 6                            # optional: cross-validation over scans (Pancreas-CT);
+                                          #   default the base's data.folds (1: the fixed split)
+      run_folds: [0, 1, 2]                # optional: the folds to run (default all; grow later)
       datasets:                           # optional: several base configs (multi-dataset grid);
         - configs/cpu/pancreas_unet.yaml  #   replaces `base`, one entry per dataset
         - configs/cpu/bagls_unet.yaml
       cpus_per_run: 1                     # resources of one run on a cluster backend (Ray);
       gpus_per_run: 0                     #   default 1 CPU, no GPU; the local backend ignores them
+    report:                               # optional: options of `medseg report` (change no run)
+      failed_below: 0.1                   #   best val DICE below this: a run that did not converge
 
 Rules (each checked; a violation is a :class:`~medseg.errors.ConfigError` naming the key):
 
-* top-level keys: ``base``, ``grid``, ``description`` and the train sections
+* top-level keys: ``base``, ``grid``, ``description``, ``report`` and the train sections
   ``data``, ``model``, ``regularizer``, ``train``, ``eval``, ``seed``; ``grid`` keys:
-  ``models``, ``regularizers``, ``sweep``, ``repeats``, ``seeds``, ``datasets``,
-  ``cpus_per_run``, ``gpus_per_run``.
+  ``models``, ``regularizers``, ``sweep``, ``repeats``, ``seeds``, ``folds``, ``run_folds``,
+  ``datasets``, ``cpus_per_run``, ``gpus_per_run``.
 * ``grid.cpus_per_run`` (> 0, default 1) and ``grid.gpus_per_run`` (>= 0, default 0;
   fractions allowed) are what a cluster backend reserves for each run. They do not
   change any result, so they live apart from the runs' definition (``resources`` in
@@ -57,8 +62,15 @@ Rules (each checked; a violation is a :class:`~medseg.errors.ConfigError` naming
   given without ``repeats`` it sets ``repeats = len(seeds)``. The same seed is used
   for repeat r of every method, so repeats pair up across methods.
 * the datasets of a multi-dataset grid must differ (``data.dataset``).
+* ``grid.folds`` K > 1 (Pancreas-CT only; BAGLS has a fixed official test set):
+  the ``data.num_cases`` selected scans are split into K seeded test folds stored
+  in the shared split file; fold f's runs test on its scans, validate on
+  ``data.split[1]`` scans drawn from the rest and train on the others, so every
+  selected scan is a test case exactly once per repeat. The same seed is used for
+  every fold of a repeat; runs pair up by (case, repeat, fold).
 
 Each run is a :class:`RunSpec`: its folder ``runs/<dataset>/<model>/<method>/repeat<r>``
+(``…/repeat<r>/fold<f>`` with cross-validation)
 (``<method>`` = regularizer name, then ``_param=value`` for each parameter), and its
 resolved, validated train config. Runs are listed repeat-major (all methods of repeat
 0 first), so a grid stopped half-way has complete early repeats for every method.
@@ -78,16 +90,19 @@ from typing import Any, Iterable, Mapping
 from ..config import SECTIONS, apply_overrides, merge, read_yaml, validate
 from ..errors import ConfigError
 
-TOP_KEYS = ("base", "grid", "description", *SECTIONS, "seed")
-GRID_KEYS = ("models", "regularizers", "sweep", "repeats", "seeds", "datasets", "cpus_per_run",
-             "gpus_per_run")
+TOP_KEYS = ("base", "grid", "description", "report", *SECTIONS, "seed")
+GRID_KEYS = ("models", "regularizers", "sweep", "repeats", "seeds", "folds", "run_folds", "datasets",
+             "cpus_per_run", "gpus_per_run")
+#: ``report:`` keys of an experiment config → default (they change no run)
+REPORT_KEYS = {"failed_below": 0.1}
 DEFAULT_REPEATS = 5
 #: resources of one run on a cluster backend: grid key → (default, smallest allowed, exclusive)
 RESOURCE_KEYS = {"cpus_per_run": (1, 0, True), "gpus_per_run": (0, 0, False)}
 #: keys the grid sets itself or that would break the shared split: not sweepable
 UNSWEEPABLE = ("seed", "model.name", "regularizer.name", "data.dataset", "data.root", "data.layout",
                "data.num_cases", "data.split", "data.split_seed", "data.split_file",
-               "data.train_frames", "data.val_frames", "data.test_frames", "data.cache_dir")
+               "data.train_frames", "data.val_frames", "data.test_frames", "data.cache_dir",
+               "data.folds", "data.fold")
 
 
 @dataclass
@@ -106,6 +121,8 @@ class RunSpec:
     rel_dir: str
     #: resolved train config (without ``data.split_file``, which the runner sets)
     config: dict[str, Any] = field(repr=False)
+    #: cross-validation fold (0 without cross-validation)
+    fold: int = 0
 
     @property
     def params_json(self) -> str:
@@ -216,6 +233,7 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
         datasets[label] = cfg
         base_paths[label] = str(bpath)
 
+    folds, run_folds = _folds(grid, datasets)
     first = next(iter(datasets.values()))
     models = grid.get("models", [first["model"]["name"]])
     if isinstance(models, str):
@@ -243,14 +261,53 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
              for label, cfg in datasets.items()}
     resolved = {
         "datasets": datasets,
-        "grid": {"models": models, "regularizers": regularizers, "sweep": sweep, "repeats": repeats},
+        "grid": {"models": models, "regularizers": regularizers, "sweep": sweep, "repeats": repeats,
+                 "folds": folds, "run_folds": run_folds},
         "seeds": seeds,
         "resources": resources,
+        "report": _report_options(data.get("report")),
         "source": {"config": None if path is None else str(path), "overrides": overrides,
                    "base": base_paths, "description": data.get("description")},
     }
     expand(resolved)  # validates every run's config now, before anything runs
     return resolved
+
+
+def _folds(grid: Mapping[str, Any], datasets: dict[str, dict[str, Any]]) -> tuple[int, list[int]]:
+    """``grid.folds`` (default: the base's ``data.folds``) set on every dataset; the folds to run."""
+    first = next(iter(datasets.values()))
+    k = grid.get("folds", first["data"]["folds"])
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"experiment key 'grid.folds' must be an integer >= 1, got {k!r}")
+    for label, cfg in datasets.items():
+        if k > 1 and label == "bagls":
+            raise ConfigError("experiment key 'grid.folds': BAGLS has a fixed official test set (test/); "
+                              "cross-validation over scans (folds > 1) is for Pancreas-CT")
+        try:
+            datasets[label] = validate({**cfg, "data": {**cfg["data"], "folds": k, "fold": 0}})
+        except ConfigError as exc:
+            raise ConfigError(f"experiment key 'grid.folds': {exc}") from None
+    run_folds = grid.get("run_folds", list(range(k)))
+    if (not isinstance(run_folds, list) or not run_folds or len(set(map(str, run_folds))) != len(run_folds)
+            or any(isinstance(f, bool) or not isinstance(f, int) or not 0 <= f < k for f in run_folds)):
+        raise ConfigError(f"experiment key 'grid.run_folds' must list distinct folds in 0 … {k - 1}, "
+                          f"got {run_folds!r}")
+    return k, sorted(run_folds)
+
+
+def _report_options(report: Any) -> dict[str, Any]:
+    if report is None:
+        report = {}
+    if not isinstance(report, Mapping):
+        raise ConfigError("experiment key 'report' must be a mapping (e.g. {failed_below: 0.1})")
+    out = dict(REPORT_KEYS)
+    for key, value in report.items():
+        if key not in REPORT_KEYS:
+            raise ConfigError(f"experiment key 'report.{key}' is unknown (report has: {', '.join(REPORT_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"experiment key 'report.{key}' must be a number in [0, 1], got {value!r}")
+        out[key] = float(value)
+    return out
 
 
 def _regularizer_entry(entry: Any, i: int) -> dict[str, Any]:
@@ -350,7 +407,8 @@ def expand(resolved: Mapping[str, Any]) -> list[RunSpec]:
 
     specs: list[RunSpec] = []
     seen: dict[str, str] = {}
-    for r in range(g["repeats"]):
+    k = g.get("folds", 1)
+    for r, fold in itertools.product(range(g["repeats"]), g.get("run_folds", [0])):
         for label, base in resolved["datasets"].items():
             seed = resolved["seeds"][label][r]
             for model in g["models"]:
@@ -360,6 +418,7 @@ def expand(resolved: Mapping[str, Any]) -> list[RunSpec]:
                         raw["model"]["name"] = model
                         raw["regularizer"] = copy.deepcopy(reg_section)
                         raw["seed"] = seed
+                        raw["data"]["fold"] = fold
                         for key, value in combo.items():
                             section, sub = key.split(".", 1)
                             if section not in raw or not isinstance(raw[section], dict):
@@ -368,11 +427,13 @@ def expand(resolved: Mapping[str, Any]) -> list[RunSpec]:
                         cfg = validate(raw)
                         params = {**reg_params, **combo}
                         rel = f"runs/{label}/{model}/{_slug(reg_section['name'], params)}/repeat{r}"
+                        rel += f"/fold{fold}" if k > 1 else ""
                         if rel in seen:
                             raise ConfigError(f"experiment key 'grid': two runs share the folder {rel} "
                                               "(a regularizer listed twice with the same parameters?)")
                         seen[rel] = rel
-                        specs.append(RunSpec(label, model, reg_section["name"], params, r, seed, rel, cfg))
+                        specs.append(RunSpec(label, model, reg_section["name"], params, r, seed, rel, cfg,
+                                             fold))
     return specs
 
 
@@ -389,9 +450,9 @@ def split_file_name(resolved: Mapping[str, Any], dataset: str) -> str:
 
 
 def comparable(resolved: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a resolved experiment that defines its runs (``source`` and the
-    cluster ``resources`` left out)."""
-    return {k: v for k, v in resolved.items() if k not in ("source", "resources")}
+    """The part of a resolved experiment that defines its runs (``source``, the
+    cluster ``resources`` and the ``report`` options left out)."""
+    return {k: v for k, v in resolved.items() if k not in ("source", "resources", "report")}
 
 
 def first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:

@@ -10,6 +10,15 @@
   weights 1:1) plus MONAI's :class:`~monai.losses.SSIMLoss` (1 − SSIM, 2D,
   window 7) between the foreground probability and the mask.
 
+The Dice term of ``dice_ce`` and ``ce_dice_ssim`` is, by default, computed over
+the whole batch and over the foreground class only (``train.dice_batch: true``,
+``train.dice_include_background: false``), as nnU-Net computes it. The old per-slice
+Dice with the background class (``dice_batch: false, dice_include_background: true``)
+stays selectable, but on the many slices (and closed-glottis BAGLS frames) without
+foreground it scores an empty prediction perfectly and penalises any foreground
+fully, which keeps short runs on the all-background solution (README, "A
+comparison that measures the regularizer").
+
 UNet3+ with deep supervision returns a list of logits; every head gets the same
 loss and the mean is taken (Huang et al. 2020 supervise every decoder stage).
 """
@@ -32,12 +41,21 @@ class CrossEntropy(nn.Module):
         return self.ce(logits.float(), target[:, 0].long())
 
 
+def dice_ce_loss(batch: bool = True, include_background: bool = False) -> DiceCELoss:
+    """MONAI's DiceCELoss on (B, K, …) logits and a (B, 1, …) label map (weights 1:1).
+
+    ``batch``: one Dice over the whole batch instead of one per slice;
+    ``include_background``: whether the background class enters the Dice term.
+    """
+    return DiceCELoss(to_onehot_y=True, softmax=True, batch=batch, include_background=include_background)
+
+
 class DiceCE(nn.Module):
     """MONAI DiceCELoss: soft Dice on the softmax vs the one-hot label + cross-entropy."""
 
-    def __init__(self):
+    def __init__(self, batch: bool = True, include_background: bool = False):
         super().__init__()
-        self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.dice_ce = dice_ce_loss(batch, include_background)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.dice_ce(logits.float(), target)
@@ -46,9 +64,9 @@ class DiceCE(nn.Module):
 class CrossEntropyDiceSSIM(nn.Module):
     """CE + soft Dice (MONAI DiceCELoss) + (1 − SSIM) of the foreground probability (MONAI SSIMLoss)."""
 
-    def __init__(self):
+    def __init__(self, batch: bool = True, include_background: bool = False):
         super().__init__()
-        self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.dice_ce = dice_ce_loss(batch, include_background)
         self.ssim = SSIMLoss(spatial_dims=2, data_range=1.0, win_size=7)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -57,14 +75,17 @@ class CrossEntropyDiceSSIM(nn.Module):
         return self.dice_ce(logits, target) + self.ssim(fg, target.float())
 
 
-def build_loss(name: str, dataset: str) -> nn.Module:
+def build_loss(name: str, dataset: str, *, dice_batch: bool = True,
+               dice_include_background: bool = False) -> nn.Module:
+    """The loss ``train.loss`` names (``auto``: the paper's loss of ``dataset``)."""
     if name == "auto":
         name = "ce" if dataset == "pancreas" else "ce_dice_ssim"
     if name == "ce":
         return CrossEntropy()
+    dice = {"batch": dice_batch, "include_background": dice_include_background}
     if name == "dice_ce":
-        return DiceCE()
-    return CrossEntropyDiceSSIM()
+        return DiceCE(**dice)
+    return CrossEntropyDiceSSIM(**dice)
 
 
 def supervised_loss(loss: nn.Module, output, target: torch.Tensor) -> torch.Tensor:

@@ -147,7 +147,8 @@ def test_every_shipped_experiment_config_expands():
 
 def _row(run_dir: str, case: str, dice: float) -> dict:
     return {"dataset": "pancreas", "model": "unet", "regularizer": "none", "params": "{}", "repeat": 0,
-            "seed": 0, "case_id": case, "dice": dice, "iou": dice / 2, "run_dir": run_dir}
+            "fold": 0, "seed": 0, "case_id": case, "dice": dice, "iou": dice / 2, "hd95": 3.0, "nsd": 0.5,
+            "best_val_dice": 0.6, "run_dir": run_dir}
 
 
 def test_append_run_is_atomic_and_keeps_each_run_once(tmp_path, monkeypatch):
@@ -258,14 +259,23 @@ def test_crash_after_training_is_redone_and_max_runs_stops(tiny_grid, tmp_path, 
 def test_config_change_is_refused_unless_forced(grid_copy, grid_file):
     out, resolved, overrides = grid_copy
     changed = read_experiment(grid_file, [*overrides, "train.epochs=2"])
-    with pytest.raises(MedsegError, match="'datasets.pancreas.train.epochs' is 1 there, 2 now"):
+    with pytest.raises(MedsegError, match=r"the finished run runs/pancreas/unet/\w+/repeat0 would change: "
+                       "'train.epochs' is 1 there, 2 now"):
         run_experiment(changed, out, progress=False)
-    # more repeats, forced: the finished runs keep their rows, only new ones are to do
+    # dropping a finished method is a change too
+    fewer = read_experiment(grid_file, [*overrides, "grid.regularizers=[none]"])
+    with pytest.raises(MedsegError, match="the finished run runs/pancreas/unet/heuristic/repeat0 is not in the new grid"):
+        run_experiment(fewer, out, progress=False)
+    # more repeats grow the experiment without --force: finished runs keep their rows
     more = read_experiment(grid_file, [*overrides, "grid.repeats=3"])
-    with pytest.raises(MedsegError, match="'grid.repeats' is 2 there, 3 now"):
-        run_experiment(more, out, progress=False)
-    o = run_experiment(more, out, progress=False, force=True, max_runs=0)
+    o = run_experiment(more, out, progress=False, max_runs=0)
     assert (o.total, o.done_before, o.ran, o.remaining) == (6, 4, [], 2)
+    assert yaml.safe_load((out / "experiment.yaml").read_text())["grid"]["repeats"] == 3
+    # ... and so does a new method (with its parameters) on top of that
+    wider = read_experiment(grid_file, [*overrides, "grid.repeats=3",
+                                        "grid.regularizers=[none,heuristic,{name: dropout, p: 0.2}]"])
+    o = run_experiment(wider, out, progress=False, max_runs=0)
+    assert (o.total, o.done_before, o.remaining) == (9, 4, 5)
     # changed training, forced: every finished run's config changed → its rows go
     o = run_experiment(changed, out, progress=False, force=True, max_runs=0)
     assert (o.total, o.done_before) == (4, 0)

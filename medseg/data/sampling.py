@@ -1,0 +1,69 @@
+"""Foreground-aware sampling of training slices (``data.foreground_fraction``).
+
+nnU-Net draws a third of every batch from patches that contain foreground
+(``oversample_foreground_percent = 0.33``, Isensee et al., Nature Methods 2021);
+the rest is random. :class:`ForegroundSampler` does the same for 2D slices:
+every one of the epoch's ``len(dataset)`` draws is, with probability ``f``,
+replaced by a slice drawn uniformly (with replacement) from the slices that
+contain foreground; the others follow a uniform shuffle of all slices. So
+
+* the epoch length is unchanged, and ``f = 0`` is a plain shuffle;
+* the expected share of foreground slices in a batch is ``f + (1 − f)·p``, with
+  ``p`` the share of foreground slices in the training set;
+* the draw depends only on ``(seed, epoch)``: reproducible, and identical on
+  every DDP rank, where Lightning wraps the sampler in its
+  ``DistributedSamplerWrapper`` and hands each rank its own slice of the same
+  list (so each rank gets the share ``f`` in expectation) and forwards
+  ``set_epoch``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+def foreground_slices(labels: np.ndarray) -> np.ndarray:
+    """Indices of the slices of an (N, H, W) label stack with any foreground pixel."""
+    return np.flatnonzero(labels.reshape(labels.shape[0], -1).any(axis=1))
+
+
+class ForegroundSampler(Sampler[int]):
+    """``num_samples`` indices per epoch, a share ``fraction`` forced onto foreground slices.
+
+    Args:
+        num_samples: slices in the training set (the epoch length).
+        foreground: indices of the slices that contain foreground.
+        fraction: probability that a draw is taken from ``foreground`` (0 … 1).
+        seed: base seed; epoch ``e`` uses ``(seed, e)``.
+    """
+
+    def __init__(self, num_samples: int, foreground: np.ndarray, fraction: float, seed: int = 0):
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+        self.num_samples = int(num_samples)
+        self.foreground = np.asarray(foreground, dtype=np.int64)
+        self.fraction = float(fraction)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def indices(self) -> np.ndarray:
+        """The epoch's draws (what :meth:`__iter__` yields)."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
+        order = rng.permutation(self.num_samples)
+        if self.foreground.size == 0 or self.fraction == 0.0:
+            return order
+        forced = rng.random(self.num_samples) < self.fraction
+        order[forced] = rng.choice(self.foreground, size=int(forced.sum()), replace=True)
+        return order
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

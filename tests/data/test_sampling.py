@@ -1,0 +1,77 @@
+"""ForegroundSampler: epoch length, foreground share, reproducibility, DDP sharding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from medseg.data.sampling import ForegroundSampler, foreground_slices
+
+
+def _labels(n: int, fg: list[int]) -> np.ndarray:
+    labels = np.zeros((n, 8, 8), np.uint8)
+    labels[fg, 3, 4] = 1
+    return labels
+
+
+def test_foreground_slices_finds_any_pixel():
+    assert foreground_slices(_labels(6, [1, 4])).tolist() == [1, 4]
+    assert foreground_slices(_labels(3, [])).tolist() == []
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.33, 0.5, 1.0])
+def test_foreground_share_over_an_epoch_is_binomial(fraction):
+    n, fg = 4000, np.arange(0, 4000, 10)  # natural share p = 0.1
+    sampler = ForegroundSampler(n, fg, fraction, seed=3)
+    draws = sampler.indices()
+    assert len(draws) == len(sampler) == n  # the epoch length is unchanged
+    hits = int(np.isin(draws, fg).sum())
+    expected = fraction + (1 - fraction) * 0.1
+    if fraction == 1.0:
+        assert hits == n
+        return
+    # two-sided binomial test at 1e-4: fails only if the share is really off
+    assert stats.binomtest(hits, n, expected).pvalue > 1e-4, (hits / n, expected)
+
+
+def test_fraction_zero_is_a_permutation():
+    draws = ForegroundSampler(50, np.array([1, 2]), 0.0, seed=1).indices()
+    assert sorted(draws.tolist()) == list(range(50))
+
+
+def test_seeded_per_epoch_and_reproducible():
+    a = ForegroundSampler(200, np.arange(5), 0.5, seed=7)
+    b = ForegroundSampler(200, np.arange(5), 0.5, seed=7)
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    assert list(ForegroundSampler(200, np.arange(5), 0.5, seed=8)) != first
+
+
+def test_no_foreground_falls_back_to_uniform():
+    draws = ForegroundSampler(20, np.array([], np.int64), 0.9, seed=0).indices()
+    assert sorted(draws.tolist()) == list(range(20))
+
+
+def test_ddp_ranks_each_get_their_share():
+    """Lightning wraps a custom sampler in DistributedSamplerWrapper: each rank its shard."""
+    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+
+    n, fg = 3000, np.arange(0, 3000, 20)  # p = 0.05
+    inner = ForegroundSampler(n, fg, 0.4, seed=11)
+    shards = [list(DistributedSamplerWrapper(inner, num_replicas=2, rank=r, shuffle=False)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == n // 2
+    assert sorted(shards[0] + shards[1]) == sorted(inner.indices().tolist())  # one shared list, split
+    expected = 0.4 + 0.6 * 0.05
+    for shard in shards:
+        hits = int(np.isin(shard, fg).sum())
+        assert stats.binomtest(hits, len(shard), expected).pvalue > 1e-4
+
+
+def test_bad_fraction_is_refused():
+    with pytest.raises(ValueError, match="fraction"):
+        ForegroundSampler(10, np.arange(2), 1.5)
