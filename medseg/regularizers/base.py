@@ -27,6 +27,8 @@ class Regularizer(nn.Module):
     """Base class: identity unless a subclass overrides :meth:`forward`."""
 
     placement: ClassVar[str] = "slot"
+    #: draws random numbers in training mode (Monte Carlo sampling in ``medseg predict`` needs it)
+    stochastic: ClassVar[bool] = True
     #: registry key, set by :func:`medseg.regularizers.registry.register`
     key: ClassVar[str] = ""
 

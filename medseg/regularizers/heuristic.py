@@ -184,6 +184,7 @@ class HeuristicDropout(Regularizer):
     """
 
     placement = "slot"
+    stochastic = False  # deterministic: the scores pick the channels, no random numbers
     #: the conv blocks may hand this module the ReLU that precedes the slot (:meth:`fuse_relu`)
     fuses_relu = True
 

@@ -7,3 +7,5 @@ from .registry import register
 @register("none")
 class NoRegularizer(Regularizer):
     """Identity in training and evaluation (the baseline of every comparison)."""
+
+    stochastic = False
