@@ -21,6 +21,10 @@ import torch
 from ..errors import CheckpointError
 
 FORMAT = 1
+#: DICOM Modality of each dataset's images, recorded in every checkpoint (``medseg predict``
+#: refuses other modalities): CT for Pancreas-CT; ES (endoscopy, DICOM CID 29) for the
+#: laryngeal high-speed videoendoscopy frames of BAGLS
+MODALITY = {"pancreas": "CT", "bagls": "ES"}
 
 
 def plain(obj: Any) -> Any:
@@ -36,6 +40,7 @@ def medseg_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return plain({
         "format": FORMAT,
         "preprocessing": pre,
+        "modality": MODALITY[data["dataset"]],
         "model": dict(cfg["model"]),
         "regularizer": dict(cfg["regularizer"]),
         "out_channels": 2,
