@@ -1,4 +1,4 @@
-"""``medseg predict`` — masks for new scans/frames from a trained checkpoint."""
+"""``medseg predict`` — masks, probabilities and uncertainty for new scans/frames."""
 
 from __future__ import annotations
 
@@ -17,24 +17,50 @@ inputs (INPUT...):
                       directly in it is an input and each subfolder is searched by the same
                       rule (e.g. a folder of patients, each with one series). Loose DICOM
                       files next to other series or images are an error. Hidden files,
-                      non-image files (.meta, .json, ...), BAGLS masks (*_seg.png) and
-                      predict's own outputs (*_mask.*, *_overlay.png) are skipped.
-  A Pancreas-CT checkpoint takes CT volumes (DICOM, NIfTI); a BAGLS checkpoint takes
-  frames (PNG/JPEG). Input names must be unique.
+                      non-image files (.meta, .json, ...), DICOMDIR index files, BAGLS masks
+                      (*_seg.png) and predict's own outputs (*_mask.*, *_prob.nii.gz, ...)
+                      are skipped.
+  Refused, with one line naming the file: a DICOM object that is not an image (SEG,
+  RTSTRUCT, RT Dose, SR, waveforms, ...; its SOP Class is named), a truncated file, and
+  a DICOM Modality other than the checkpoint's (CT for Pancreas-CT, ES = endoscopy for
+  BAGLS) unless --allow-modality-mismatch. NIfTI and PNG/JPEG record no modality. A
+  Pancreas-CT checkpoint takes CT volumes (DICOM, NIfTI); a BAGLS checkpoint takes frames
+  (PNG/JPEG). Input names must be unique.
 
-outputs (in --output):
-  CT      <name>_mask.nii.gz  uint8 0/1 in the input's geometry (size, origin, spacing,
-                              direction as SimpleITK reads it), gzip-compressed
-  frame   <name>_mask.png     8-bit, 0 background / 255 foreground, the frame's size
-  --overlay  <name>_overlay.png  CT: up to 3 axial slices in the HU window with the mask;
-                              frame: the frame with the mask blended in
-  Nothing is written unless every input succeeds; existing files need --force."""
+outputs (in the --output folder; <name> = the input's name):
+  <name>_mask.nii.gz     CT: uint8 0/1 in the input's geometry (size, origin, spacing,
+                         direction as SimpleITK reads it), gzip-compressed
+  <name>_mask.png        frame: 8-bit, 0 background / 255 foreground, the frame's size
+  <name>_seg.dcm         --format dicom-seg|both, DICOM inputs only: a binary DICOM
+                         Segmentation (highdicom) referencing the source series, empty
+                         frames omitted
+  <name>_prob.nii.gz     --save-probabilities: float32 mean foreground probability
+  <name>_uncertainty.nii.gz  --uncertainty: predictive entropy -sum_c p_c ln p_c (nats)
+  <name>_variance.nii.gz --uncertainty with more than one pass (ensemble, --tta,
+                         --mc-samples): variance of the passes' foreground probability
+  <name>_overlay.png     --overlay: CT: up to 3 axial slices in the HU window with the
+                         mask; frame: the frame with the mask blended in
+  Float maps of CT inputs carry the input's geometry; those of frames are 2D NIfTI
+  images of the frame's size (spacing 1, origin 0).
+  With one input, --output ending in .nii.gz, .nii, .png or .dcm is the output file
+  itself and the other files sit next to it, <name> = its name without the suffix.
+  Nothing is written unless every input succeeds; existing files need --force.
+
+ensembles and sampling:
+  Every pass (member network x mirroring x Monte Carlo sample) gives class
+  probabilities on the input's grid; their mean is the prediction and its arg-max the
+  mask. --tta mirrors along x, y and both (4 passes per network; off by default).
+  --mc-samples N keeps only the regularizer modules in training mode (BatchNorm stays
+  in evaluation mode), seeded by --seed; refused for 'none' and for deterministic
+  methods such as Heuristic Dropout."""
 
 
 EXAMPLES = """examples:
   medseg predict --checkpoint runs/pancreas_unet_none_seed0/checkpoints/best.ckpt \\
       --output out/ Pancreas-CT/PANCREAS_0001 scan.nii.gz --overlay
-  medseg predict --checkpoint runs/bagls_unet_none_seed0/checkpoints/best.ckpt \\
+  medseg predict --experiment experiments/cmp --method dropout --tta --uncertainty \\
+      --output out/PANCREAS_0001.nii.gz --format both Pancreas-CT/PANCREAS_0001
+  medseg predict --checkpoint a.ckpt --checkpoint b.ckpt --save-probabilities \\
       --output out/ data/synthetic/bagls/test
 """
 
@@ -44,34 +70,80 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "predict", help="predict masks for new scans or frames",
-        description="Predict segmentation masks with a trained checkpoint. The checkpoint carries "
-        "its preprocessing (HU window or channels, slice size), so inputs are read and "
-        "preprocessed exactly as in training and evaluation; masks come back on each input's own "
-        "grid. The checkpoint is opened with torch.load(weights_only=True): a file that would run "
-        "code is refused.",
+        description="Predict segmentation masks with a trained checkpoint or an ensemble. Each "
+        "checkpoint carries its preprocessing (HU window or channels, slice size), so inputs are "
+        "read and preprocessed exactly as in training and evaluation; outputs come back on each "
+        "input's own grid. Checkpoints are opened with torch.load(weights_only=True): a file "
+        "that would run code is refused.",
         epilog=INPUT_RULES + "\n\n" + EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="DICOM series folder, DICOM file, NIfTI file, PNG/JPEG frame, or a folder "
                    "of those (rules below)")
-    # SUPPRESS: no "(default: None)" in the help of required options and of --batch-size
-    p.add_argument("--checkpoint", required=True, type=Path, default=argparse.SUPPRESS,
-                   help="a medseg checkpoint, e.g. RUN_DIR/checkpoints/best.ckpt")
-    p.add_argument("--output", required=True, type=Path, default=argparse.SUPPRESS, help="folder for the masks (created)")
+    # SUPPRESS: no "(default: None)" in the help of options whose help states the default
+    nets = p.add_argument_group("networks (give --checkpoint, or --experiment with --method)")
+    nets.add_argument("--checkpoint", action="append", type=Path, default=argparse.SUPPRESS,
+                      help="a medseg checkpoint, e.g. RUN_DIR/checkpoints/best.ckpt; give it "
+                      "several times for an ensemble")
+    nets.add_argument("--experiment", type=Path, default=argparse.SUPPRESS, metavar="EXP",
+                      help="an experiment folder (results.csv): ensemble of the best checkpoint of "
+                      "every run (repeat, fold) of --method")
+    nets.add_argument("--method", default=argparse.SUPPRESS, metavar="KEY",
+                      help="a method as reports name it (e.g. dropout, 'heuristic (k=3)' or "
+                      "heuristic_k=3), optionally MODEL/KEY or DATASET/MODEL/KEY")
+    p.add_argument("--output", required=True, type=Path, default=argparse.SUPPRESS,
+                   help="folder for the outputs (created); with one input, a .nii.gz/.nii/.png/"
+                   ".dcm file name")
+    p.add_argument("--format", dest="fmt", choices=("nifti", "dicom-seg", "both"),
+                   default=argparse.SUPPRESS,
+                   help="mask format (default: nifti; dicom-seg when --output ends in .dcm)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time mirroring along x, y and both; probabilities averaged "
+                   "(off by default)")
+    p.add_argument("--mc-samples", type=int, default=0, metavar="N",
+                   help="Monte Carlo samples per network with the regularizer active (0: off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo samples")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="also write <name>_prob.nii.gz (float32 foreground probability)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="also write <name>_uncertainty.nii.gz (entropy, nats) and, with more "
+                   "than one pass, <name>_variance.nii.gz")
+    p.add_argument("--allow-modality-mismatch", action="store_true",
+                   help="predict DICOM inputs whose Modality differs from the checkpoint's")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png per input")
     p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS,
                    help="slices per forward pass (default: the checkpoint's eval.batch_size)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where the network runs (auto: cuda if available)")
+                   help="where the networks run (auto: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def checkpoints_of(args: argparse.Namespace) -> list[Path]:
+    """The --checkpoint paths, or the runs of --method in --experiment (exactly one of the two)."""
+    from ..errors import MedsegError
+    from ..predict import method_checkpoints
+
+    given = getattr(args, "checkpoint", None)
+    experiment, method = getattr(args, "experiment", None), getattr(args, "method", None)
+    if given and (experiment or method):
+        raise MedsegError("give either --checkpoint or --experiment with --method, not both")
+    if given:
+        return given
+    if experiment is None or method is None:
+        raise MedsegError("--checkpoint CKPT, or --experiment EXP with --method KEY, is required")
+    return method_checkpoints(experiment, method)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..predict import format_report, predict
 
-    report = predict(args.checkpoint, args.inputs, args.output, force=args.force,
-                     overlay=args.overlay, batch_size=getattr(args, "batch_size", None), device=args.device,
+    report = predict(checkpoints_of(args), args.inputs, args.output, force=args.force,
+                     overlay=args.overlay, fmt=getattr(args, "fmt", None),
+                     save_probabilities=args.save_probabilities, uncertainty=args.uncertainty,
+                     tta=args.tta, mc_samples=args.mc_samples, seed=args.seed,
+                     allow_modality_mismatch=args.allow_modality_mismatch,
+                     batch_size=getattr(args, "batch_size", None), device=args.device,
                      progress=not args.no_progress)
     print(format_report(report))
     return 0

@@ -1,0 +1,189 @@
+"""DICOM facts shared by the CT reader (:mod:`medseg.data.ct`) and ``medseg predict``.
+
+* :func:`non_image_class` — the name of a file's SOP Class when it is not an
+  image (Segmentation, RT Structure Set, RT Dose, Structured Report, waveform,
+  presentation state, encapsulated document, …), else ``None``;
+* :func:`truncation` — the one truncation check: whether a file holds all the
+  pixel bytes its header promises (native transfer syntaxes; compressed ones
+  are checked by their decoder);
+* :func:`read_header` / :func:`find_series` — the one DICOM series finder: every
+  DICOM file below a folder, read without its pixels, grouped by
+  SeriesInstanceUID;
+* :func:`order_by_position` — slices ordered along the slice normal, the rule
+  :func:`medseg.data.ct.read_dicom_series` stacks a volume by.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+#: SOP Class UID prefixes of objects that are not images (PS3.4 Annex B, PS3.6 Annex A)
+NON_IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.1.3.10",          # Media Storage Directory (DICOMDIR)
+    "1.2.840.10008.5.1.4.1.1.9.",    # waveforms (ECG, audio, …)
+    "1.2.840.10008.5.1.4.1.1.11.",   # presentation states
+    "1.2.840.10008.5.1.4.1.1.66",    # raw data, registrations, fiducials, segmentations
+    "1.2.840.10008.5.1.4.1.1.67",    # real world value mapping
+    "1.2.840.10008.5.1.4.1.1.68.",   # surface scans
+    "1.2.840.10008.5.1.4.1.1.88.",   # structured reports
+    "1.2.840.10008.5.1.4.1.1.90.",   # content assessment results
+    "1.2.840.10008.5.1.4.1.1.91.",   # microscopy annotations
+    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated PDF/CDA/STL
+    "1.2.840.10008.5.1.4.1.1.481.",  # RT objects (structure sets, dose, plans, …)
+    "1.2.840.10008.5.1.4.34.",       # RT second generation
+)
+#: RT Image is an image (a projection radiograph) despite its RT prefix
+_IMAGE_EXCEPTIONS = ("1.2.840.10008.5.1.4.1.1.481.1",)
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+#: uncompressed transfer syntaxes (pixel data stored as Rows·Columns·Samples·Bits/8 bytes per frame)
+NATIVE_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+#: the attributes :func:`read_header` reads (everything the finder and the checks use)
+HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality", "Rows",
+               "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
+               "ImagePositionPatient", "ImageOrientationPatient"]
+
+
+def sop_class_uid(ds: Any) -> str:
+    """The SOP Class UID of a dataset (SOPClassUID, else the file meta's media storage class)."""
+    uid = str(getattr(ds, "SOPClassUID", "") or "")
+    if not uid and getattr(ds, "file_meta", None) is not None:
+        uid = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    return uid
+
+
+def sop_class_name(uid: str) -> str:
+    """``"Segmentation Storage (1.2.840.10008.5.1.4.1.1.66.4)"``, or the UID alone if unknown."""
+    from pydicom.uid import UID
+
+    name = UID(uid).name
+    return uid if not name or name == uid else f"{name} ({uid})"
+
+
+def non_image_class(ds: Any) -> str | None:
+    """The SOP Class (name and UID) of a non-image object; ``None`` for an image."""
+    uid = sop_class_uid(ds)
+    if uid and uid.startswith(NON_IMAGE_SOP_PREFIXES) and not uid.startswith(_IMAGE_EXCEPTIONS):
+        return sop_class_name(uid)
+    return None
+
+
+def _transfer_syntax(ds: Any) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return "" if meta is None else str(meta.get("TransferSyntaxUID", "") or "")
+
+
+def expected_pixel_bytes(ds: Any) -> int | None:
+    """Bytes of native pixel data the header promises; ``None`` for compressed syntaxes."""
+    ts = _transfer_syntax(ds)
+    if ts and ts not in NATIVE_TRANSFER_SYNTAXES:
+        return None
+    bits = int(getattr(ds, "BitsAllocated", 16) or 16)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    return (int(ds.Rows) * int(ds.Columns) * samples * frames * bits + 7) // 8
+
+
+def truncation(path: str | os.PathLike, ds: Any) -> str | None:
+    """Why ``path`` is truncated (one phrase), or ``None`` when its pixel data is complete.
+
+    With the pixels read (``PixelData`` in ``ds``) their length is compared with what
+    Rows × Columns × SamplesPerPixel × BitsAllocated × NumberOfFrames promises; with a
+    header read without pixels, the file's size (which must hold at least the pixels).
+    """
+    need = expected_pixel_bytes(ds) if "Rows" in ds and "Columns" in ds else None
+    if need is None:
+        return None
+    if "PixelData" in ds:
+        got, what = len(ds.PixelData), "pixel data has"
+    else:
+        got, what = Path(path).stat().st_size, "file has"
+    if got < need:
+        return f"truncated DICOM file ({what} {got} bytes, its pixel data alone needs {need})"
+    return None
+
+
+def read_header(path: str | os.PathLike) -> Any | None:
+    """The header of a DICOM file, without pixels; ``None`` if the file is not DICOM at all."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=HEADER_TAGS)
+    except InvalidDicomError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a damaged file
+        raise DataError(f"{path}: unreadable or truncated DICOM file ({type(exc).__name__})") from None
+
+
+@dataclass
+class DicomFile:
+    """One DICOM file found below a folder: its path and header (no pixels)."""
+
+    path: Path
+    header: Any
+
+    @property
+    def series_uid(self) -> str:
+        return str(getattr(self.header, "SeriesInstanceUID", "") or "")
+
+
+def find_series(files: Sequence[Path], *, require_dicom: bool = True) -> dict[str, list[DicomFile]]:
+    """Headers of the DICOM ``files`` grouped by SeriesInstanceUID, in the order given.
+
+    Every file's header is checked: not DICOM at all (an error with
+    ``require_dicom``, else skipped), not an image (its SOP Class is named), no
+    pixel data dimensions, truncated, or without a SeriesInstanceUID → DataError
+    naming the file. DICOMDIR index files are skipped.
+    """
+    series: dict[str, list[DicomFile]] = {}
+    for p in files:
+        ds = read_header(p)
+        if ds is None:
+            if require_dicom:
+                raise DataError(f"{p}: not a DICOM file")
+            continue
+        if sop_class_uid(ds) == MEDIA_STORAGE_DIRECTORY:
+            continue
+        check_image_header(p, ds)
+        f = DicomFile(Path(p), ds)
+        if not f.series_uid:
+            raise DataError(f"{p}: DICOM file without a SeriesInstanceUID")
+        series.setdefault(f.series_uid, []).append(f)
+    return series
+
+
+def check_image_header(path: str | os.PathLike, ds: Any) -> None:
+    """DataError unless ``ds`` (a header) is a complete image: SOP Class, dimensions, size."""
+    cls = non_image_class(ds)
+    if cls is not None:
+        raise DataError(f"{path}: not an image but a {cls} object")
+    if "Rows" not in ds or "Columns" not in ds:
+        raise DataError(f"{path}: DICOM file without an image (no Rows/Columns)")
+    problem = truncation(path, ds)
+    if problem:
+        raise DataError(f"{path}: {problem}")
+
+
+def slice_normal(ds: Any) -> np.ndarray:
+    """row × column direction cosines of ImageOrientationPatient (ITK's default when absent)."""
+    iop = getattr(ds, "ImageOrientationPatient", None)
+    iop = [float(v) for v in iop] if iop is not None and len(iop) == 6 else [1.0, 0, 0, 0, 1.0, 0]
+    return np.cross(iop[:3], iop[3:])
+
+
+def order_by_position(headers: Sequence[Any]) -> list[int]:
+    """Indices of ``headers`` sorted by ImagePositionPatient along the slice normal (stable)."""
+    if len(headers) < 2:
+        return list(range(len(headers)))
+    normal = slice_normal(headers[0])
+    pos = [float(np.dot([float(v) for v in h.ImagePositionPatient], normal)) for h in headers]
+    return [int(i) for i in np.argsort(pos, kind="stable")]

@@ -1,0 +1,219 @@
+"""The :class:`Predictor`: networks loaded once, then any number of volumes or frames.
+
+One forward *pass* is one member network on one (possibly mirrored) input, in
+evaluation mode — or, with Monte Carlo sampling, with its regularizer slots in
+training mode. A prediction runs
+
+    members × (4 mirrorings with ``tta`` else 1) × (``mc_samples`` or 1)
+
+passes over each chunk of slices. Each pass gives class probabilities
+``softmax(logits)``, resampled bilinearly to the native slice grid exactly as
+:func:`medseg.data.preprocess.predict_slices` does (the mirrored ones mirrored
+back first); the result is their mean ``p̄`` — so an ensemble's probability map is
+the mean of its members' maps on the input grid — with
+
+* the mask: arg-max of ``p̄`` (one pass: identical to ``medseg evaluate``'s mask);
+* the foreground probability ``p̄₁``;
+* the predictive entropy ``−Σ_c p̄_c ln p̄_c`` in nats;
+* with more than one pass, the (population) variance of the passes' foreground
+  probability.
+
+Everything is averaged in memory, chunk by chunk (``batch_size`` slices). Test-time
+mirroring flips the in-plane axes (none, x, y, both), as nnU-Net mirrors its
+input; Monte Carlo sampling puts only the :class:`~medseg.regularizers.Regularizer`
+modules in training mode (BatchNorm keeps its running statistics) and draws from
+the global torch RNG seeded with ``seed`` for every call, so a case's samples do
+not depend on what was predicted before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import MedsegError
+from .members import Member, check_members, check_stochastic, load_member
+
+#: in-plane mirrorings of test-time augmentation: identity, x, y, x and y
+MIRRORINGS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` → cuda when available, else cpu; ``cpu``, ``cuda``, ``cuda:N`` as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise MedsegError(f"--device {device}: expected cpu, cuda or auto") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise MedsegError(f"--device {device}: expected cpu, cuda or auto")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MedsegError(f"--device {device}: no CUDA GPU is available (use --device cpu or auto)")
+    return dev
+
+
+@dataclass
+class Prediction:
+    """What a :class:`Predictor` returns for N slices, all on the native (N, Y, X) grid."""
+
+    mask: np.ndarray                 #: uint8 {0, 1}, arg-max of the mean class probabilities
+    probability: np.ndarray          #: float32 mean foreground probability
+    entropy: np.ndarray              #: float32 predictive entropy of the mean, nats
+    variance: np.ndarray | None      #: float32 variance of the passes' foreground probability
+    passes: int                      #: forward passes averaged
+
+    @classmethod
+    def concat(cls, parts: Sequence["Prediction"]) -> "Prediction":
+        def cat(name: str) -> np.ndarray | None:
+            arrays = [getattr(p, name) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays, axis=0)
+
+        return cls(cat("mask"), cat("probability"), cat("entropy"), cat("variance"), parts[0].passes)
+
+    def squeeze(self) -> "Prediction":
+        """The one slice of a frame prediction as (Y, X) arrays."""
+        v = None if self.variance is None else self.variance[0]
+        return Prediction(self.mask[0], self.probability[0], self.entropy[0], v, self.passes)
+
+
+class Predictor:
+    """Load checkpoints once; predict volumes and frames with their preprocessing.
+
+    Args:
+        checkpoints: one checkpoint, or several (an ensemble; they must share the
+            dataset and preprocessing).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        tta: average over the four in-plane mirrorings.
+        mc_samples: Monte Carlo samples per member (0: none; the regularizer must be
+            stochastic).
+        seed: seed of the Monte Carlo draws.
+        batch_size: slices per forward pass (default: the first checkpoint's
+            ``eval.batch_size``).
+    """
+
+    def __init__(self, checkpoints: str | os.PathLike | Sequence[str | os.PathLike], *,
+                 device: str | torch.device = "auto", tta: bool = False, mc_samples: int = 0,
+                 seed: int = 0, batch_size: int | None = None):
+        paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
+        if not paths:
+            raise MedsegError("no checkpoint given")
+        if mc_samples < 0:
+            raise MedsegError(f"--mc-samples {mc_samples}: must be >= 0")
+        if batch_size is not None and batch_size < 1:
+            raise MedsegError(f"--batch-size {batch_size}: must be >= 1")
+        self.device = resolve_device(device)
+        self.members: list[Member] = [load_member(Path(p), self.device) for p in paths]
+        check_members(self.members)
+        if mc_samples:
+            check_stochastic(self.members)
+        self.tta, self.mc_samples, self.seed = bool(tta), int(mc_samples), int(seed)
+        self.batch_size = int(batch_size or self.members[0].eval_batch_size)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def preprocessing(self) -> dict:
+        return self.members[0].meta["preprocessing"]
+
+    @property
+    def dataset(self) -> str:
+        return self.preprocessing["dataset"]
+
+    @property
+    def modality(self) -> str:
+        return self.members[0].modality
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        return [m.checkpoint for m in self.members]
+
+    @property
+    def passes(self) -> int:
+        """Forward passes averaged per slice."""
+        return len(self.members) * (len(MIRRORINGS) if self.tta else 1) * max(1, self.mc_samples)
+
+    # ------------------------------------------------------------------ prediction
+    def predict_ct(self, hu: np.ndarray) -> Prediction:
+        """(Z, Y, X) HU volume → prediction on the same grid."""
+        from ..data.preprocess import as_cached, preprocess_ct
+
+        pre = self.preprocessing
+        x = as_cached(preprocess_ct(hu, pre["window"], pre["size"]))
+        return self.predict_slices(x, hu.shape[-2:])
+
+    def predict_frame(self, image: np.ndarray) -> Prediction:
+        """(H, W[, C]) frame → prediction of the frame's size, (H, W) arrays."""
+        from ..data.preprocess import as_cached, preprocess_frame
+
+        pre = self.preprocessing
+        x = as_cached(preprocess_frame(image, int(pre["channels"]), pre["size"])[None])
+        return self.predict_slices(x, image.shape[:2]).squeeze()
+
+    @torch.no_grad()
+    def predict_slices(self, slices: torch.Tensor, native_hw: Sequence[int]) -> Prediction:
+        """Preprocessed (N, C, H, W) slices → prediction on the (N, Y, X) native grid."""
+        native_hw = (int(native_hw[0]), int(native_hw[1]))
+        with self._sampling():
+            parts = [self._predict_chunk(chunk.to(self.device, non_blocking=True), native_hw)
+                     for chunk in slices.split(self.batch_size)]
+        return Prediction.concat(parts)
+
+    def _passes(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Class probabilities (N, K, H, W) of every pass, mirrored back."""
+        for member in self.members:
+            for dims in (MIRRORINGS if self.tta else MIRRORINGS[:1]):
+                xi = x.flip(dims) if dims else x
+                for _ in range(max(1, self.mc_samples)):
+                    logits = member.model(xi)
+                    if isinstance(logits, (list, tuple)):  # deep supervision: full resolution
+                        logits = logits[0]
+                    probs = torch.softmax(logits.float(), dim=1)
+                    yield probs.flip(dims) if dims else probs
+
+    def _predict_chunk(self, x: torch.Tensor, native_hw: tuple[int, int]) -> Prediction:
+        total = square = None
+        n = 0
+        for probs in self._passes(x):
+            if tuple(probs.shape[-2:]) != native_hw:  # as predict_slices resamples
+                probs = F.interpolate(probs, size=native_hw, mode="bilinear", align_corners=False)
+            total = probs if total is None else total.add_(probs)
+            if self.passes > 1:
+                fg2 = probs[:, 1].square()
+                square = fg2 if square is None else square.add_(fg2)
+            n += 1
+        mean = total if n == 1 else total.div_(n)
+        fg = mean[:, 1]
+        variance = None if square is None else square.div_(n).sub_(fg.square()).clamp_(min=0.0)
+        entropy = torch.special.entr(mean).sum(dim=1)
+        # max(dim).indices: arg-max with the first maximum on ties, as the evaluation mask
+        mask = mean.max(dim=1).indices.to(torch.uint8)
+        return Prediction(_np(mask), _np(fg), _np(entropy),
+                          None if variance is None else _np(variance), n)
+
+    @contextlib.contextmanager
+    def _sampling(self) -> Iterator[None]:
+        """Monte Carlo mode for the duration: regularizers in training mode, RNG seeded."""
+        if not self.mc_samples:
+            yield
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            for m in self.members:
+                m.regularizers_train(True)
+            try:
+                yield
+            finally:
+                for m in self.members:
+                    m.regularizers_train(False)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy()

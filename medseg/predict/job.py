@@ -1,0 +1,204 @@
+"""The ``medseg predict`` job: check everything, predict every input, write, commit.
+
+No partial outputs: the checkpoints, every input and every output path are
+checked (formats, headers, SOP classes, modalities, sizes, names, existing files)
+before anything is written; the outputs are then written atomically into a
+hidden staging folder inside the output folder and moved into place only when
+every input has succeeded. Any failure removes the staging folder (and an output
+folder predict created), so the output folder holds either all new files or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import MedsegError
+from . import readers, writers
+from .inference import Prediction, Predictor
+from .inputs import PredictInput, check_inputs, discover_inputs, why
+from .writers import OutputPlan, Wanted
+
+
+@dataclass
+class CaseResult:
+    """What was written for one input."""
+
+    name: str
+    source: Path
+    kind: str
+    shape: tuple[int, ...]          #: CT (z, y, x); frame (h, w)
+    foreground: int                 #: predicted voxels/pixels
+    mask: Path                      #: final path of the main file (mask, or the SEG alone)
+    overlay: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)  #: every output by role
+    seconds: float = 0.0
+
+
+@dataclass
+class PredictReport:
+    output: Path
+    cases: list[CaseResult]
+    checkpoints: list[Path]
+    dataset: str
+    device: str
+    passes: int
+    seconds: float
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.checkpoints[0]
+
+
+def predict(checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | Predictor,
+            inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
+            force: bool = False, overlay: bool = False, fmt: str | None = None,
+            save_probabilities: bool = False, uncertainty: bool = False, tta: bool = False,
+            mc_samples: int = 0, seed: int = 0, allow_modality_mismatch: bool = False,
+            batch_size: int | None = None, device: str = "auto",
+            progress: bool = True) -> PredictReport:
+    """Predict ``inputs`` with one checkpoint, several (an ensemble) or a loaded :class:`Predictor`.
+
+    Everything that can be checked is checked before anything is written; the
+    files appear under ``output`` only once every input has succeeded.
+    """
+    t0 = time.perf_counter()
+    output = Path(output)
+    wanted = Wanted(writers.resolve_format(fmt, output), save_probabilities, uncertainty, overlay)
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(
+        checkpoint, device=device, tta=tta, mc_samples=mc_samples, seed=seed, batch_size=batch_size)
+    cases = discover_inputs(inputs)
+    check_inputs(cases, predictor.dataset, predictor.modality, predictor.checkpoints[0],
+                 allow_modality_mismatch=allow_modality_mismatch)
+    _check_format(cases, wanted.fmt)
+    plans = writers.plan_outputs(cases, output, wanted, predictor.passes)
+    writers.check_targets(plans, force)
+    folder = plans[0].folder
+    results = _run_staged(predictor, cases, plans, folder, progress)
+    return PredictReport(output, results, predictor.checkpoints, predictor.dataset,
+                         str(predictor.device), predictor.passes, time.perf_counter() - t0)
+
+
+def _check_format(cases: Sequence[PredictInput], fmt: str) -> None:
+    if fmt == "nifti":
+        return
+    for inp in cases:
+        if inp.fmt not in ("dicom-series", "dicom-file"):
+            what = {"nifti": "a NIfTI file", "frame": "a PNG/JPEG frame"}[inp.fmt]
+            raise MedsegError(f"{inp.source}: --format {fmt} writes a DICOM SEG, which needs a "
+                              f"DICOM input; this is {what}")
+
+
+def _run_staged(predictor: Predictor, cases: Sequence[PredictInput], plans: Sequence[OutputPlan],
+                folder: Path, progress: bool) -> list[CaseResult]:
+    from tqdm.auto import tqdm
+
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".medseg-predict-", suffix=".tmp", dir=folder))
+    except OSError as exc:
+        raise MedsegError(f"{folder}: cannot create the output folder ({why(exc)})") from None
+    results: list[CaseResult] = []
+    try:
+        bar = tqdm(list(zip(cases, plans)), desc="predict", unit="case",
+                   disable=not progress or None, leave=False)
+        for inp, plan in bar:
+            bar.set_postfix_str(inp.name, refresh=False)
+            try:
+                results.append(predict_one(predictor, inp, plan, staging))
+            except OSError as exc:  # e.g. disk full while writing
+                raise MedsegError(f"{folder}: cannot write the outputs of {inp.source} "
+                                  f"({why(exc)})") from None
+        for plan in plans:  # commit: every case succeeded
+            for final in plan.paths.values():
+                os.replace(staging / final.name, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return results
+
+
+def predict_one(predictor: Predictor, inp: PredictInput, plan: OutputPlan,
+                staging: Path) -> CaseResult:
+    """Read, predict and write one input's outputs into ``staging`` (final names)."""
+    t0 = time.perf_counter()
+    staged = {role: staging / p.name for role, p in plan.paths.items()}
+    if inp.kind == "ct":
+        case = readers.read_ct(inp)
+        pred = predictor.predict_ct(case.hu)
+        _write_ct(predictor, inp, case, pred, staged)
+    else:
+        image = readers.read_frame(inp)
+        pred = predictor.predict_frame(image)
+        _write_frame(image, pred, staged)
+    return CaseResult(inp.name, inp.source, inp.kind, tuple(int(v) for v in pred.mask.shape),
+                      int(np.count_nonzero(pred.mask)), plan.main, plan.paths.get("overlay"),
+                      dict(plan.paths), time.perf_counter() - t0)
+
+
+def _write_maps(pred: Prediction, staged: dict[str, Path], geometry) -> None:
+    for role, array in (("prob", pred.probability), ("uncertainty", pred.entropy),
+                        ("variance", pred.variance)):
+        if role in staged:
+            writers.write_nifti(staged[role], array, geometry, np.float32)
+
+
+def _write_ct(predictor: Predictor, inp: PredictInput, case: readers.CTCase, pred: Prediction,
+              staged: dict[str, Path]) -> None:
+    if "mask" in staged:
+        writers.write_nifti(staged["mask"], pred.mask, case.geometry, np.uint8)
+    if "seg" in staged:
+        first = predictor.members[0]
+        algorithm = f"medseg {first.meta['model']['name']} {first.method}"
+        writers.write_dicom_seg(staged["seg"], pred.mask, case.sources, dataset=predictor.dataset,
+                                algorithm=algorithm, checkpoints=predictor.checkpoints,
+                                settings=_settings(predictor))
+    _write_maps(pred, staged, case.geometry)
+    if "overlay" in staged:
+        writers.write_ct_overlay(staged["overlay"], inp.name, case.hu, pred.mask,
+                                 predictor.preprocessing["window"], tuple(case.geometry.spacing)[:2])
+
+
+def _write_frame(image: np.ndarray, pred: Prediction, staged: dict[str, Path]) -> None:
+    if "mask" in staged:
+        writers.write_frame_mask(staged["mask"], pred.mask)
+    _write_maps(pred, staged, None)
+    if "overlay" in staged:
+        writers.write_frame_overlay(staged["overlay"], image, pred.mask)
+
+
+def _settings(predictor: Predictor) -> dict[str, str]:
+    return {"members": str(len(predictor.members)), "tta": "mirror x/y" if predictor.tta else "off",
+            "mc_samples": str(predictor.mc_samples), "seed": str(predictor.seed)}
+
+
+def format_report(report: PredictReport) -> str:
+    """A short table of what was written, for the CLI."""
+    width = max([len(c.name) for c in report.cases] + [4])
+    unit = "voxels" if report.dataset == "pancreas" else "pixels"
+    lines = [f"{'case':<{width}}  {'size':>14}  {'foreground ' + unit:>18}  files"]
+    for c in report.cases:
+        size = "×".join(str(v) for v in (c.shape[::-1]))  # x × y (× z), as viewers show it
+        files = ", ".join(p.name for p in c.files.values())
+        lines.append(f"{c.name:<{width}}  {size:>14}  {c.foreground:>18}  {files}")
+    n = len(report.cases)
+    extra = f" and {n} overlay(s)" if any(c.overlay for c in report.cases) else ""
+    nets = (f"checkpoint {report.checkpoint}" if len(report.checkpoints) == 1
+            else f"ensemble of {len(report.checkpoints)} checkpoints")
+    lines.append(f"wrote {n} mask(s){extra} to {report.output} "
+                 f"({report.seconds:.1f} s on {report.device}; {nets}; "
+                 f"{report.passes} pass(es) averaged)")
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""The networks of a prediction: checkpoints given or taken from an experiment, loaded and checked.
+
+* :func:`method_checkpoints` — the best checkpoint of every run (repeat, fold) of
+  one method in an experiment folder, found through its ``results.csv``;
+* :func:`load_member` — one checkpoint's network (evaluation mode, on the device)
+  and its metadata, refused unless it carries medseg's preprocessing;
+* :func:`check_members` — an ensemble's members share dataset and preprocessing;
+* :func:`check_stochastic` — Monte Carlo sampling needs a random regularizer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import CheckpointError, DataError, MedsegError
+
+from ..training.checkpoint import MODALITY as DATASET_MODALITY  # for checkpoints without "modality"
+
+
+@dataclass
+class Member:
+    """One network of a prediction."""
+
+    checkpoint: Path
+    model: torch.nn.Module
+    meta: dict[str, Any]
+
+    @property
+    def modality(self) -> str:
+        """DICOM Modality of the training images (CT; ES = endoscopy for BAGLS)."""
+        return str(self.meta.get("modality") or DATASET_MODALITY[self.meta["preprocessing"]["dataset"]])
+
+    @property
+    def method(self) -> str:
+        return str((self.meta.get("regularizer") or {}).get("name", "none"))
+
+    @property
+    def eval_batch_size(self) -> int:
+        return int(((self.meta.get("config") or {}).get("eval") or {}).get("batch_size") or 32)
+
+    def regularizers_train(self, on: bool) -> None:
+        """Regularizer modules only into training (``on``) or evaluation mode; the rest stays eval."""
+        from ..regularizers import Regularizer
+
+        for module in self.model.modules():
+            if isinstance(module, Regularizer):
+                module.train(on)
+
+
+def load_member(checkpoint: Path, device: torch.device) -> Member:
+    """The checkpoint's network in evaluation mode on ``device``, and its metadata."""
+    from ..training.checkpoint import build_model_from_checkpoint
+
+    model, meta = build_model_from_checkpoint(checkpoint)
+    pre = meta.get("preprocessing") if isinstance(meta, dict) else None
+    if not isinstance(pre, dict) or pre.get("dataset") not in DATASET_MODALITY \
+            or "size" not in pre or (pre["dataset"] == "pancreas" and "window" not in pre):
+        raise CheckpointError(f"{checkpoint}: incompatible checkpoint (its preprocessing "
+                              "metadata lacks dataset/size/window)")
+    return Member(checkpoint, model.to(device).eval(), meta)
+
+
+def _describe(pre: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {pre[k]}" for k in sorted(pre))
+
+
+def check_members(members: Sequence[Member]) -> None:
+    """Every member has the first one's dataset, preprocessing and modality."""
+    first = members[0]
+    for m in members[1:]:
+        if m.meta["preprocessing"] != first.meta["preprocessing"] or m.modality != first.modality:
+            raise CheckpointError(
+                f"{m.checkpoint}: preprocessing ({_describe(m.meta['preprocessing'])}) differs from "
+                f"that of {first.checkpoint} ({_describe(first.meta['preprocessing'])}); ensemble "
+                "members must share dataset and preprocessing")
+
+
+def check_stochastic(members: Sequence[Member]) -> None:
+    """Monte Carlo sampling is refused for a member whose regularizer draws no random numbers."""
+    from ..regularizers import registry
+
+    for m in members:
+        if not getattr(registry.get(m.method), "stochastic", False):
+            raise MedsegError(f"--mc-samples: {m.checkpoint} was trained with '{m.method}', which "
+                              "is deterministic; Monte Carlo sampling needs a random regularizer "
+                              "(e.g. dropout, dropblock)")
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def _method_names(row: dict[str, Any]) -> set[str]:
+    """``heuristic (k=3)`` as reports print it, and ``heuristic_k=3`` as run folders spell it."""
+    from ..experiments.grid import _slug, method_label
+
+    params = row["params"]
+    parsed = json.loads(params) if isinstance(params, str) and params.strip() else (params or {})
+    return {method_label(row["regularizer"], parsed), _slug(row["regularizer"], parsed)}
+
+
+def _scoped(key: str) -> tuple[str | None, str | None, str]:
+    """``METHOD``, ``MODEL/METHOD`` or ``DATASET/MODEL/METHOD`` → (dataset, model, method)."""
+    parts = key.split("/")
+    if len(parts) >= 3:
+        return parts[0], parts[1], "/".join(parts[2:])
+    if len(parts) == 2:
+        return None, parts[0], parts[1]
+    return None, None, key
+
+
+def method_checkpoints(experiment: str | os.PathLike, method: str) -> list[Path]:
+    """Best checkpoint of every run of ``method`` in the experiment folder, in run-folder order."""
+    from ..experiments.results import FILENAME, read_results
+
+    exp = Path(experiment)
+    if not (exp / FILENAME).is_file():
+        raise DataError(f"{exp}: not an experiment folder (no {FILENAME}; run `medseg experiment`)")
+    rows = read_results(exp / FILENAME)
+    dataset, model, name = _scoped(method)
+    mine = [r for r in rows if name in _method_names(r)
+            and dataset in (None, r["dataset"]) and model in (None, r["model"])]
+    if not mine:
+        known = sorted({min(_method_names(r), key=len) for r in rows})
+        raise DataError(f"{exp}: no runs of method '{method}' in {FILENAME} "
+                        f"(methods: {', '.join(known) or 'none yet'})")
+    groups = sorted({f"{r['dataset']}/{r['model']}" for r in mine})
+    if len(groups) > 1:
+        raise DataError(f"--method {method}: {exp} has runs of it for {', '.join(groups)}; "
+                        f"name one, e.g. --method {groups[0]}/{name}")
+    checkpoints = [exp / run_dir / "checkpoints" / "best.ckpt"
+                   for run_dir in sorted({r["run_dir"] for r in mine})]
+    for c in checkpoints:
+        if not c.is_file():
+            raise CheckpointError(f"{c}: checkpoint not found (a run of '{method}' in {exp})")
+    return checkpoints
