@@ -38,6 +38,7 @@ metric; ``pooled`` (global) DICE/IoU from the voxel counts summed over all cases
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -105,10 +106,12 @@ def boundary_scores(pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[f
     """(HD95, NSD) of two non-empty binary masks on a grid with ``spacing`` (MONAI's code)."""
     yp = pred.bool()[None, None].float()
     yy = label.bool()[None, None].float()
-    hd = compute_hausdorff_distance(yp, yy, include_background=True, percentile=95.0,
-                                    directed=False, spacing=list(spacing))
-    nsd = compute_surface_dice(yp, yy, class_thresholds=[float(tolerance_mm)],
-                               include_background=True, spacing=list(spacing))
+    with warnings.catch_warnings():  # MONAI 1.6 calls its own deprecated argument
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*")
+        hd = compute_hausdorff_distance(yp, yy, include_background=True, percentile=95.0,
+                                        directed=False, spacing=list(spacing))
+        nsd = compute_surface_dice(yp, yy, class_thresholds=[float(tolerance_mm)],
+                                   include_background=True, spacing=list(spacing))
     return float(hd.reshape(-1)[0]), float(nsd.reshape(-1)[0])
 
 
