@@ -4,8 +4,15 @@ One subcommand per job, in the spirit of nnU-Net: ``data`` (synth, check,
 prepare, split), ``train``, ``evaluate``, ``predict``, ``experiment``, ``report``,
 ``coadapt``, ``bench``, ``regularizers``. ``medseg <cmd> --help`` explains each.
 
-User errors (:class:`~medseg.errors.MedsegError`) print one line,
-``medseg: error: <message>``, and exit with status 2 — no traceback.
+The error boundary (:func:`main`): user errors (:class:`~medseg.errors.MedsegError`)
+and the failures a user's files or machine cause (disk full, permission denied,
+undecodable YAML/JSON/pickle/DICOM/PNG, decompression bombs; see
+:func:`medseg.errors.expected_failure`) print one line, ``medseg: error: <file>:
+<problem>``, and exit with status 2 — no traceback; a genuine bug keeps its
+traceback. Ctrl-C prints ``medseg: interrupted`` and exits with 130.
+
+``key=value`` overrides may stand anywhere after the subcommand, before or after
+its options.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import MedsegError
+from .errors import expected_failure
 
 #: subcommand modules under ``medseg.commands``; each defines ``register(subparsers)``
 #: which adds its parser and sets ``func`` (called with the parsed args).
@@ -60,20 +67,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` words argparse left over (e.g. after an option)
+    join the subcommand's overrides when it takes any."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    takes_overrides = any(isinstance(a, argparse._StoreAction) and a.dest == "overrides"
+                          for a in _subparser_actions(parser, args))
+    rest = [a for a in extra if a not in overrides or not takes_overrides]
+    if rest:
+        parser.parse_args(argv)  # the usual "unrecognized arguments" message, exit 2
+    if overrides and takes_overrides:
+        args.overrides = [*getattr(args, "overrides", []), *overrides]
+    return args
+
+
+def _subparser_actions(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The actions of the (innermost) subcommand parser chosen in ``args``."""
+    current = parser
+    for dest in ("command", "data_command", "dataset"):
+        name = getattr(args, dest, None)
+        sub = next((a for a in current._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if name is None or sub is None or name not in sub.choices:
+            break
+        current = sub.choices[name]
+    return current._actions
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
     try:
         result = args.func(args)
-    except MedsegError as exc:
-        print(f"medseg: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print("medseg: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the boundary: expected failures become one line
+        message = expected_failure(exc)
+        if message is None:
+            raise  # a genuine bug: keep the traceback
+        print(f"medseg: error: {message}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
     return int(result or 0)
 
 

@@ -257,21 +257,61 @@ def defaults() -> dict[str, Any]:
 # --------------------------------------------------------------------------- loading
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping; a missing or malformed file is a ConfigError naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (YAML 1.2 forbids it;
+    PyYAML would silently keep the last value)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # unhashable key: the base class reports it
+                continue
+            if first != line:
+                raise _DuplicateKey(key, line, first)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+def load_yaml_text(text: str, source: str | os.PathLike) -> Any:
+    """Parse YAML ``text`` strictly (duplicate keys refused); errors are ConfigErrors naming
+    ``source`` and the line."""
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as dup:
+        raise ConfigError(f"{source}: duplicate key '{dup.key}' (line {dup.line}; first on line "
+                          f"{dup.first})") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{line}") from None
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{source}: not valid YAML{line}: {problem}") from None
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; a missing, unreadable or malformed file (random bytes,
+    duplicate keys) is a ConfigError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found" if not p.exists() else f"{p}: not a file")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not a YAML text file (byte {exc.start} is not UTF-8)") from None
+    data = load_yaml_text(text, p)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: a config must be a YAML mapping of sections")
+        raise ConfigError(f"{p}: a config must be a YAML mapping of sections, "
+                          f"not a {type(data).__name__}")
     return data
 
 

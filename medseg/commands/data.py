@@ -142,7 +142,9 @@ def _register_prepare(jobs: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, help="run config (YAML)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    p.add_argument("--split-out", default=None, help="also write the drawn split.json here")
+    p.add_argument("--split-out", default=None, help="also write the drawn split.json here "
+                   "(an existing file only with --force; never the config itself)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --split-out file")
     p.set_defaults(func=_run_prepare)
 
 
@@ -152,6 +154,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from ..data.splits import resolve_split, save_split
 
     cfg = load_config(args.config, args.overrides)
+    if args.split_out:
+        _check_output_file(args.split_out, args.force, protected=[args.config])
     split = resolve_split(cfg["data"])
     report = prepare(cfg, split, progress=True)
     if args.split_out:
@@ -160,6 +164,23 @@ def _run_prepare(args: argparse.Namespace) -> int:
     print(f"prepared {n} cases in {report.seconds:.1f} s ({report.built} built, {report.reused} "
           f"up to date) → {report.folder}")
     return 0
+
+
+def _check_output_file(out: str, force: bool, protected: list[str]) -> None:
+    """Refuse to write ``out`` over an input (even with --force), a folder, or any existing
+    file without --force."""
+    from pathlib import Path
+
+    from ..errors import MedsegError
+
+    target = Path(out)
+    for path in protected:
+        if target.exists() and Path(path).exists() and target.resolve() == Path(path).resolve():
+            raise MedsegError(f"{out}: is the config file read by this command; refusing to overwrite it")
+    if target.is_dir():
+        raise MedsegError(f"{out}: is a folder; give a file name for the split")
+    if target.exists() and not force:
+        raise MedsegError(f"{out}: exists (use --force to overwrite)")
 
 
 # ----------------------------------------------------------------------------- split
@@ -181,14 +202,10 @@ def _register_split(jobs: argparse._SubParsersAction) -> None:
 
 
 def _run_split(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..config import load_config
     from ..data.splits import make_split, save_split
-    from ..errors import MedsegError
 
-    if Path(args.out).exists() and not args.force:
-        raise MedsegError(f"{args.out}: exists (use --force to overwrite)")
+    _check_output_file(args.out, args.force, protected=[args.config])
     cfg = load_config(args.config, args.overrides)
     split = make_split(cfg["data"])
     save_split(split, args.out)

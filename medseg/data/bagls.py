@@ -80,7 +80,7 @@ def read_frame_image(path: str | os.PathLike) -> np.ndarray:
             arr = np.asarray(im)
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{p}: unreadable or truncated image file ({str(exc).splitlines()[0][:100]})") from None
     if arr.dtype != np.uint8 and arr.dtype != np.uint16:
         arr = arr.astype(np.uint8)

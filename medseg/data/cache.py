@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from ..io import atomic_write_text, atomic_write_with
+from ..io import atomic_write_text, atomic_write_with, folder_kind, mark_folder
 from .preprocess import preprocess_ct, preprocess_frame, resize_label
 
 CACHE_VERSION = 1
@@ -149,6 +149,8 @@ class SliceCache:
         """Make sure every case in ``ids`` has a fresh entry; build only what is missing."""
         t0 = time.perf_counter()
         self.folder.mkdir(parents=True, exist_ok=True)
+        if folder_kind(self.folder) is None:
+            mark_folder(self.folder, "cache")
         settings_file = self.folder / "settings.json"
         if not settings_file.is_file():
             atomic_write_text(settings_file, json.dumps(self.settings, indent=1) + "\n")

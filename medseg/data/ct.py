@@ -9,6 +9,13 @@ DICOM (PS3.3 C.7.6.2, Image Plane module):
   ``n = row × column`` of ImageOrientationPatient (file names and InstanceNumber
   are not trusted);
 * HU = stored value · RescaleSlope + RescaleIntercept, per slice;
+* refused, naming the file: slices whose ImageOrientationPatient differs, an
+  orientation whose row and column cosines are not unit length and orthogonal
+  (tolerance :data:`_ORTHO_TOLERANCE`), slices not stacked along the normal
+  (gantry tilt: the offset between slice positions leaves the normal by more than
+  :data:`_TILT_TOLERANCE_DEG`), and slice gaps that deviate from their mean by more
+  than :data:`_SPACING_TOLERANCE` (10 %) — a missing slice — or non-numeric
+  position/orientation/spacing/rescale values;
 * the geometry is what SimpleITK's ``ImageSeriesReader`` reports for the series
   sorted the same way: origin = position of the first slice, spacing =
   (PixelSpacing[1], PixelSpacing[0], mean slice distance), direction columns =
@@ -52,6 +59,25 @@ _NON_IMAGE_SOP_PREFIXES = (
 
 #: a slice's distance to its neighbour may deviate this much (fraction of the mean)
 _SPACING_TOLERANCE = 0.1
+#: ImageOrientationPatient cosines: |length - 1| and |row · column| up to this
+_ORTHO_TOLERANCE = 1e-3
+#: slice positions may leave the slice normal by this angle (degrees); more is a gantry tilt
+_TILT_TOLERANCE_DEG = 0.5
+
+
+def _numbers(path: Path, ds, tag: str, count: int, default=None) -> np.ndarray | None:
+    """A numeric DICOM attribute (``count`` values) as float64; bad values are a DataError."""
+    value = getattr(ds, tag, None)
+    if value is None or value == "":
+        return None if default is None else np.asarray(default, dtype=np.float64)
+    values = list(value) if count > 1 else [value]
+    try:
+        out = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: DICOM {tag} is not numeric ({str(value)[:60]!r})") from None
+    if out.size != count or not np.all(np.isfinite(out)):
+        raise DataError(f"{path}: DICOM {tag} must be {count} finite number(s), got {str(value)[:60]!r}")
+    return out
 
 
 def is_volume_file(path: str | os.PathLike) -> bool:
@@ -197,8 +223,8 @@ def _slice_pixels(path: Path, ds) -> np.ndarray:
         stored = ds.pixel_array
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{path}: unreadable pixel data ({str(exc).splitlines()[0][:120]})") from None
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    slope = float(_numbers(path, ds, "RescaleSlope", 1, [1.0])[0]) or 1.0
+    intercept = float(_numbers(path, ds, "RescaleIntercept", 1, [0.0])[0])
     out = stored.astype(np.float32)
     if slope != 1.0:
         out *= np.float32(slope)
@@ -209,22 +235,45 @@ def _slice_pixels(path: Path, ds) -> np.ndarray:
 
 def _orientation(path: Path, ds) -> np.ndarray:
     iop = getattr(ds, "ImageOrientationPatient", None)
-    if iop is None or len(iop) != 6:
+    if iop is None or (hasattr(iop, "__len__") and len(iop) == 0):
         return np.array([1.0, 0, 0, 0, 1.0, 0])  # ITK's default for a missing IOP
-    return np.asarray([float(v) for v in iop])
+    out = _numbers(path, ds, "ImageOrientationPatient", 6)
+    row, col = out[:3], out[3:]
+    if (abs(np.linalg.norm(row) - 1) > _ORTHO_TOLERANCE or abs(np.linalg.norm(col) - 1) > _ORTHO_TOLERANCE
+            or abs(float(np.dot(row, col))) > _ORTHO_TOLERANCE):
+        raise DataError(f"{path}: ImageOrientationPatient is not two orthogonal unit vectors "
+                        f"({', '.join(f'{v:.4g}' for v in out)})")
+    return out
+
+
+def _check_stacking(slices: list, positions: np.ndarray, normal: np.ndarray) -> None:
+    """Refuse slices whose positions do not move along the slice normal (gantry tilt)."""
+    first = _numbers(slices[0].path, slices[0].ds, "ImagePositionPatient", 3)
+    last = _numbers(slices[-1].path, slices[-1].ds, "ImagePositionPatient", 3)
+    step = last - first
+    length = float(np.linalg.norm(step))
+    if length == 0:
+        return
+    angle = float(np.degrees(np.arccos(min(1.0, abs(float(np.dot(step, normal))) / length))))
+    if angle > _TILT_TOLERANCE_DEG:
+        tilt = getattr(slices[-1].ds, "GantryDetectorTilt", None)
+        note = f", GantryDetectorTilt {tilt}" if tilt not in (None, "") else ""
+        raise DataError(f"{slices[-1].path}: slices are not stacked along the slice normal (tilted "
+                        f"by {angle:.2f}° from {slices[0].path.name}{note}); gantry-tilted or sheared "
+                        f"series are not supported — resample it to an orthogonal grid first")
 
 
 def _geometry(slices: list[_Slice], normal: np.ndarray, iop: np.ndarray,
               positions: np.ndarray) -> Geometry:
     first = slices[0].ds
-    ps = getattr(first, "PixelSpacing", None)
-    row_spacing, col_spacing = (float(ps[0]), float(ps[1])) if ps is not None else (1.0, 1.0)
+    row_spacing, col_spacing = _numbers(slices[0].path, first, "PixelSpacing", 2, [1.0, 1.0])
     if len(slices) > 1:
         z = float((positions[-1] - positions[0]) / (len(slices) - 1))
     else:
         z = float(getattr(first, "SpacingBetweenSlices", 0) or getattr(first, "SliceThickness", 0) or 1.0)
     ipp = getattr(first, "ImagePositionPatient", None)
-    origin = tuple(float(v) for v in ipp) if ipp is not None else (0.0, 0.0, 0.0)
+    origin = tuple(float(v) for v in _numbers(slices[0].path, first, "ImagePositionPatient", 3)) \
+        if ipp is not None else (0.0, 0.0, 0.0)
     row, col = iop[:3], iop[3:]
     d = np.stack([row, col, normal], axis=1)  # columns: x, y, z axis directions
     return Geometry(origin, (col_spacing, row_spacing, z), tuple(d.ravel()),
@@ -297,7 +346,7 @@ def _assemble(root: Path, slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
         for s in slices:
             if getattr(s.ds, "ImagePositionPatient", None) is None:
                 raise DataError(f"{s.path}: DICOM slice has no ImagePositionPatient; cannot order slices")
-    positions = np.array([float(np.dot([float(v) for v in s.ds.ImagePositionPatient], normal))
+    positions = np.array([float(np.dot(_numbers(s.path, s.ds, "ImagePositionPatient", 3), normal))
                           if len(slices) > 1 else 0.0 for s in slices])
     order = np.argsort(positions, kind="stable")
     slices = [slices[i] for i in order]
@@ -308,12 +357,13 @@ def _assemble(root: Path, slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
         if dup.size:
             raise DataError(f"{slices[dup[0] + 1].path}: two slices at the same position as "
                             f"{slices[dup[0]].path.name}")
+        _check_stacking(slices, positions, normal)
         mean = (positions[-1] - positions[0]) / (len(slices) - 1)
         worst = int(np.argmax(np.abs(gaps - mean)))
         if abs(gaps[worst] - mean) > _SPACING_TOLERANCE * mean:
-            raise DataError(f"{root}: slice spacing is not uniform (gap of {gaps[worst]:.3g} mm "
-                            f"before {slices[worst + 1].path.name}, mean {mean:.3g} mm); "
-                            f"a slice may be missing")
+            raise DataError(f"{slices[worst + 1].path}: slice spacing is not uniform (gap of "
+                            f"{gaps[worst]:.3g} mm after {slices[worst].path.name}, mean {mean:.3g} mm, "
+                            f"tolerance {_SPACING_TOLERANCE:.0%}); a slice may be missing")
     volume = np.empty((len(slices), rows, cols), dtype=np.float32)
     for k, s in enumerate(slices):
         volume[k] = _slice_pixels(s.path, s.ds)

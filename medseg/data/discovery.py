@@ -123,11 +123,15 @@ def _discover_tcia(root: Path, require_labels: bool) -> list[CaseRef]:
     images = _tcia_images_dir(root)
     if images is None:
         raise DataError(f"{root}: no {TCIA_IMAGES}/PANCREAS_NNNN folders (TCIA layout)")
-    patients = {}
+    patients: dict[int, Path] = {}
     for d in _visible_dirs(images):
         m = _PATIENT.match(d.name)
         if m:
-            patients[int(m.group(1))] = d
+            n = int(m.group(1))
+            if n in patients:
+                raise DataError(f"{d}: second patient folder numbered {n} (also {patients[n]}); "
+                                "keep one of them")
+            patients[n] = d
     if not patients:
         raise DataError(f"{images}: no PANCREAS_NNNN patient folders")
     labels: dict[int, Path] = {}

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import DataError
-from ..io import atomic_dir
+from ..io import atomic_dir, mark_folder
 from .synth_pancreas import MARKER, _check_out
 
 #: name, (H, W), colour, device, base tissue RGB (0–1)
@@ -193,4 +193,5 @@ def synth_bagls(out: str | os.PathLike = "data/synthetic/bagls", frames: int = 4
             (folder / f"{i}.meta").write_text(json.dumps(fr.meta, indent=1) + "\n")
         params = {"dataset": "bagls", "frames": frames, "test_frames": test_frames, "seed": seed}
         (tmp / MARKER).write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
+        mark_folder(tmp, "synth")
     return out

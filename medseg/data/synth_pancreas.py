@@ -45,7 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import DataError
-from ..io import atomic_dir
+from ..io import atomic_dir, mark_folder, refuse_cwd_or_parent, refuse_strangers
 from .geometry import Geometry
 
 HU_MIN, HU_MAX = -1024.0, 3071.0
@@ -444,6 +444,11 @@ def _study_folders(ph: PancreasPhantom, seed: int, size_key, style: dict, rng) -
     return parts
 
 
+#: what a synth folder holds (both layouts, both datasets): --force replaces nothing else
+SYNTH_ENTRIES = (MARKER, "Pancreas-CT", "TCIA_pancreas_labels-*", "imagesTr", "labelsTr", "dataset.json",
+                 "training", "test")
+
+
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
@@ -453,6 +458,8 @@ def _check_out(out: Path, force: bool) -> None:
         if not (out / MARKER).is_file():
             raise DataError(f"{out}: not written by 'medseg data synth' (no {MARKER}); "
                             f"refusing to replace it even with --force — remove it yourself")
+        refuse_cwd_or_parent(out)
+        refuse_strangers(out, "synthetic dataset", SYNTH_ENTRIES)
 
 
 def synth_pancreas(out: str | os.PathLike = "data/synthetic/pancreas", layout: str = "tcia",
@@ -510,4 +517,5 @@ def synth_pancreas(out: str | os.PathLike = "data/synthetic/pancreas", layout: s
         params = {"dataset": "pancreas", "layout": layout, "cases": cases, "size": size,
                   "slices": slices, "seed": seed}
         (tmp / MARKER).write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
+        mark_folder(tmp, "synth")
     return out

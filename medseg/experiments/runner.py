@@ -282,14 +282,29 @@ def run_experiment(resolved: Mapping[str, Any], out_dir: str | Path, *,
     ``address``) or a :class:`Backend`; ``max_runs`` stops after that many runs (the
     rest stay for the next call);
     ``on_run_done(spec)`` is called after each run's rows are in ``results.csv``.
+    The folder is locked for the whole call: a second grid on it is refused, naming
+    the holder's pid.
     """
+    from ..io import folder_lock
+
+    with folder_lock(Path(out_dir), "experiment"):
+        return _run_experiment_locked(resolved, out_dir, backend=backend, backend_options=backend_options,
+                                      force=force, max_runs=max_runs, progress=progress,
+                                      run_progress=run_progress, on_run_done=on_run_done)
+
+
+def _run_experiment_locked(resolved, out_dir, *, backend, backend_options, force, max_runs, progress,
+                           run_progress, on_run_done) -> GridOutcome:
     from tqdm.auto import tqdm
+
+    from ..io import mark_folder
 
     out_dir = Path(out_dir)
     plan = expand(resolved)
     be = get_backend(backend, **dict(backend_options or {}))
     old = check_folder(out_dir, resolved, force)
     out_dir.mkdir(parents=True, exist_ok=True)
+    mark_folder(out_dir, "experiment")
     if old is not None:
         _reconcile(out_dir, old, plan)
     write_experiment_file(out_dir, resolved)

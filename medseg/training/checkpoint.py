@@ -5,6 +5,18 @@ holding plain data only (str, int, float, bool, lists, dicts): the resolved run
 config, the preprocessing (dataset, window, size, channels), and the model
 settings. Checkpoints from elsewhere are untrusted: they are always opened with
 ``torch.load(..., weights_only=True)``, which refuses pickles that would run code.
+
+Saving (:class:`AtomicCheckpointIO`, the Trainer's ``CheckpointIO`` plugin): the
+checkpoint is serialised to a temporary file *in the checkpoint's own folder*,
+``fsync``-ed, renamed onto its name and the folder ``fsync``-ed — so ``kill -9``,
+a power cut or a full disk at any moment leaves the previous complete file under
+the final name, never a truncated one. (Lightning's default stages the file in the
+system temporary folder and *copies* it into place when that is another file
+system, which is not atomic.)
+
+Resuming (:func:`newest_complete_checkpoint`): of ``last.ckpt`` and ``best.ckpt``
+the one with the highest (epoch, step) that opens, carries the full training
+state and fits the run's model is used; the others are reported as skipped.
 """
 
 from __future__ import annotations
@@ -18,7 +30,10 @@ from typing import Any, Mapping
 
 import torch
 
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
 from ..errors import CheckpointError
+from ..io import atomic_path
 
 FORMAT = 1
 #: DICOM Modality of each dataset's images, recorded in every checkpoint (``medseg predict``
@@ -75,7 +90,38 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     meta = ckpt.get("medseg")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a medseg checkpoint (missing or unknown 'medseg' metadata)")
+    problem = metadata_problem(meta)
+    if problem is not None:
+        raise CheckpointError(f"{p}: damaged medseg metadata ({problem})")
     return {"medseg": meta, "state_dict": ckpt["state_dict"], "epoch": ckpt.get("epoch")}
+
+
+#: what the metadata must hold: section → {key: accepted types}
+_METADATA = {
+    "preprocessing": {"dataset": (str,), "size": (list,), "channels": (int,)},
+    "model": {"name": (str,), "base_channels": (int,), "depth": (int,), "norm": (str,)},
+    "regularizer": {"name": (str,)},
+}
+
+
+def metadata_problem(meta: Mapping[str, Any]) -> str | None:
+    """What is missing or mistyped in a checkpoint's medseg metadata (None: complete)."""
+    for section, keys in _METADATA.items():
+        part = meta.get(section)
+        if not isinstance(part, dict):
+            return f"no '{section}' section"
+        for key, types in keys.items():
+            if not isinstance(part.get(key), types) or isinstance(part.get(key), bool):
+                return f"'{section}.{key}' is missing or not a {types[0].__name__}"
+    size = meta["preprocessing"]["size"]
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        return f"'preprocessing.size' must be two positive integers, got {size!r}"
+    if meta["preprocessing"]["dataset"] == "pancreas" and not (
+            isinstance(meta["preprocessing"].get("window"), list) and len(meta["preprocessing"]["window"]) == 2):
+        return "'preprocessing.window' is missing"
+    if not isinstance(meta.get("out_channels"), int) or isinstance(meta.get("out_channels"), bool):
+        return "'out_channels' is missing or not an int"
+    return None
 
 
 def build_model_from_checkpoint(path: str | os.PathLike):
@@ -103,3 +149,100 @@ def _model_options(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     return {"deep_supervision": model_cfg.get("deep_supervision", False),
             "cat_channels": model_cfg.get("cat_channels")}
+
+
+# ----------------------------------------------------------------------------- saving
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with an atomic save on the checkpoint's own file
+    system (temporary file in the same folder, fsync, ``os.replace``, fsync of the folder)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+
+
+def remove_partial_saves(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of saves that were killed (``.NAME.ckpt.*.tmp``)."""
+    gone = []
+    for tmp in Path(folder).glob(".*.ckpt.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        gone.append(tmp)
+    return gone
+
+
+# ----------------------------------------------------------------------------- resuming
+#: the entries Lightning needs to continue training from a checkpoint
+TRAINING_STATE = ("state_dict", "optimizer_states", "loops", "epoch", "global_step")
+
+
+def _resume_candidate(path: Path, cfg: Mapping[str, Any]) -> tuple[tuple[int, int], str | None]:
+    """((epoch, step), None) for a checkpoint training can continue from, else (…, why not)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, empty, not a torch file, unsafe
+        return (-1, -1), f"unreadable ({type(exc).__name__})"
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in TRAINING_STATE):
+        return (-1, -1), "incomplete (no training state)"
+    problem = compatibility_problem(ckpt.get("medseg"), cfg, ("preprocessing", "model", "regularizer"))
+    if problem is None:
+        problem = _weights_problem(ckpt["state_dict"], cfg)
+    return (int(ckpt["epoch"]), int(ckpt["global_step"])), problem
+
+
+def _weights_problem(state_dict: Mapping[str, Any], cfg: Mapping[str, Any]) -> str | None:
+    from .module import SegmentationModule
+
+    try:
+        SegmentationModule(dict(cfg)).load_state_dict(state_dict, strict=True)
+    except Exception as exc:  # noqa: BLE001 - shape or key mismatch
+        return f"weights do not fit the run's model ({str(exc).splitlines()[0][:120]})"
+    return None
+
+
+def newest_complete_checkpoint(folder: str | os.PathLike, cfg: Mapping[str, Any],
+                               names: tuple[str, ...] = ("last.ckpt", "best.ckpt")
+                               ) -> tuple[Path | None, int | None, list[str]]:
+    """The checkpoint to resume from: ``(path, epoch, skipped)``.
+
+    ``path`` is the usable checkpoint with the highest (epoch, step), or None when
+    none is usable; ``skipped`` holds one ``"<file>: <why>"`` line per unusable one.
+    """
+    best: tuple[tuple[int, int], Path] | None = None
+    skipped = []
+    for name in names:
+        p = Path(folder) / name
+        if not p.is_file():
+            continue
+        key, problem = _resume_candidate(p, cfg)
+        if problem is not None:
+            skipped.append(f"{p}: {problem}")
+        elif best is None or key > best[0]:
+            best = (key, p)
+    return (None, None, skipped) if best is None else (best[1], best[0][0], skipped)
+
+
+# ----------------------------------------------------------------------------- matching a run
+def compatibility_problem(meta: Any, cfg: Mapping[str, Any],
+                          sections: tuple[str, ...] = ("preprocessing", "model")) -> str | None:
+    """Why a checkpoint's medseg metadata does not belong to a run of ``cfg`` (None: it does).
+
+    Compares the dataset and preprocessing (window, size, channels), the model
+    settings (and, if asked, the regularizer) — what decides how inputs are read and
+    what the weights mean.
+    """
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return "not a medseg checkpoint (missing or unknown 'medseg' metadata)"
+    want = medseg_metadata(cfg)
+    for section in sections:
+        have = meta.get(section)
+        if not isinstance(have, dict):
+            return f"checkpoint metadata has no '{section}'"
+        for key in sorted(set(want[section]) | set(have)):
+            if have.get(key) != want[section].get(key):
+                label = "dataset" if key == "dataset" else f"{section}.{key}"
+                return (f"checkpoint {label} is {have.get(key)!r}, the run's is "
+                        f"{want[section].get(key)!r}")
+    return None

@@ -28,23 +28,27 @@ gathered across ranks (:mod:`medseg.training.module`), so each case counts once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import shutil
+import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-import yaml
 
-from ..config import dump_config, validate
+from ..config import dump_config, read_yaml, resolve_path, validate
 from ..data.datamodule import SegmentationDataModule
 from ..data.splits import load_split, resolve_split, save_split
-from ..errors import MedsegError
-from ..io import atomic_write_text, csv_text
-from .checkpoint import load_checkpoint
+from ..errors import CheckpointError, ConfigError, MedsegError
+from ..io import (_is_cwd_or_parent, atomic_dir, atomic_write_bytes, atomic_write_text,
+                  check_removable, csv_text, folder_kind, folder_lock, mark_folder,
+                  remove_medseg_folder, replace_dir)
+from .checkpoint import (AtomicCheckpointIO, compatibility_problem, load_checkpoint,
+                         newest_complete_checkpoint, remove_partial_saves)
 from .module import SegmentationModule
 
 RUN_FILES = ("config.yaml", "split.json", "metrics.json", "cases.csv")
@@ -74,11 +78,42 @@ def _precision(train: Mapping[str, Any]) -> str:
     return "32-true" if p == "32" else p
 
 
+def _history_csv_logger():
+    """Lightning's CSVLogger that appends to an existing ``metrics.csv`` (a resumed run keeps
+    the rows of its finished epochs; Lightning's own deletes the file)."""
+    from lightning_fabric.loggers.logger import rank_zero_experiment
+    from pytorch_lightning.loggers import CSVLogger
+    from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+
+    class HistoryWriter(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:
+            import csv
+
+            if os.path.isfile(self.metrics_file_path):
+                with open(self.metrics_file_path, newline="") as fh:
+                    self.metrics_keys = list(csv.DictReader(fh).fieldnames or [])
+
+    class _HistoryCSVLogger(CSVLogger):
+        @property
+        @rank_zero_experiment
+        def experiment(self):
+            if self._experiment is None:
+                os.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = HistoryWriter(log_dir=self.log_dir)
+            return self._experiment
+
+    return _HistoryCSVLogger
+
+
+def HistoryCSVLogger(*args, **kwargs):  # noqa: N802 - a class factory (imports Lightning lazily)
+    return _history_csv_logger()(*args, **kwargs)
+
+
 def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool = True,
                  for_eval: bool = False):
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.loggers import TensorBoardLogger
 
     t = cfg["train"]
     callbacks, loggers = [], False
@@ -88,7 +123,8 @@ def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool
             save_top_k=1, save_last=True, enable_version_counter=False,
             auto_insert_metric_name=False,
         ))
-        loggers = [CSVLogger(run_dir, name="logs", version=""),
+        callbacks.append(LearningRateMonitor(logging_interval="step"))  # `lr-Adam` in the logs
+        loggers = [HistoryCSVLogger(run_dir, name="logs", version=""),
                    TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False)]
     return pl.Trainer(
         accelerator=t["accelerator"], devices=t["devices"] if not for_eval else 1,
@@ -99,6 +135,7 @@ def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool
         log_every_n_steps=t["log_every_n_steps"], deterministic=t["deterministic"],
         callbacks=callbacks, logger=loggers, enable_progress_bar=progress and t["progress_bar"],
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,
+        plugins=[AtomicCheckpointIO()],
     )
 
 
@@ -145,64 +182,237 @@ def _setup_process(cfg: Mapping[str, Any]) -> None:
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
 
 
-def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], *, resume: bool, force: bool) -> dict[str, Any]:
-    """Create/check the run folder; returns the split the run uses.
+RUN_ENTRIES = ("config.yaml", "split.json", "checkpoints", "logs", "metrics*.json", "cases*.csv")
+#: config keys holding paths: stored absolute in a run folder's config.yaml
+PATH_KEYS = ("root", "cache_dir", "split_file")
 
-    Only global rank 0 creates or replaces anything: the other ranks of a DDP run
-    (a config with several devices or nodes and :func:`launcher_rank_is_zero`
-    false) return the same split — drawn from the
-    config (deterministic: ``data.split_seed`` or ``data.split_file``) or, on
-    resume, read from ``split.json`` — and leave the folder alone.
+
+def staging_dir(run_dir: Path) -> Path:
+    """Where a new run (or a --force replacement) trains until it is complete: ``.<name>.new``."""
+    return run_dir.parent / f".{run_dir.name}.new"
+
+
+def absolute_paths(cfg: Mapping[str, Any], base: str | os.PathLike) -> dict[str, Any]:
+    """``cfg`` with its ``data`` paths made absolute (relative ones resolved against ``base``)."""
+    out = {**cfg, "data": dict(cfg["data"])}
+    for key in PATH_KEYS:
+        value = out["data"].get(key)
+        if value:
+            out["data"][key] = os.path.abspath(resolve_path(value, base))
+    return out
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The resolved config of a run folder; relative paths resolve against the folder.
+
+    Raises :class:`MedsegError` naming ``config.yaml`` when it is missing, not
+    YAML, not a mapping or not a valid config.
     """
-    if is_distributed(cfg) and not launcher_rank_is_zero():
-        if resume:
-            return load_split(run_dir / "split.json", cfg["data"]["dataset"])
-        return resolve_split(cfg["data"])
-    if resume:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if not last.is_file():
-            raise MedsegError(f"{last}: nothing to resume (no last checkpoint)")
-        saved = validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        for section in ("data", "model", "regularizer"):
-            if saved[section] != cfg[section] or saved["seed"] != cfg["seed"]:
-                raise MedsegError(f"{run_dir / 'config.yaml'}: the run was started with a different "
-                                  f"'{section}'/seed config; resume with the same config")
-        return load_split(run_dir / "split.json", cfg["data"]["dataset"])
-    if run_dir.exists() and any(run_dir.iterdir()) and not force:
-        raise MedsegError(f"{run_dir}: run folder exists and is not empty "
-                          "(use --resume to continue it or --force to replace it)")
-    # every check before anything is written or, with --force, the old run is removed
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise MedsegError(f"{run_dir}: run folder not found")
+    if not cfg_file.is_file():
+        raise MedsegError(f"{run_dir}: not a run folder (no config.yaml)")
+    try:
+        cfg = validate(read_yaml(cfg_file))
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(str(cfg_file)) else f"{cfg_file}: {msg}") from None
+    return absolute_paths(cfg, run_dir)
+
+
+def _has_checkpoint(work: Path) -> bool:
+    return (work / "checkpoints" / "last.ckpt").is_file()
+
+
+def _recover_swap(run_dir: Path) -> None:
+    """Finish or undo a promotion that was killed between its two renames."""
+    old = run_dir.with_name(f".{run_dir.name}.old")
+    if not old.is_dir() or folder_kind(old) != "run":
+        return
+    if not run_dir.exists():
+        os.replace(old, run_dir)
+    else:
+        remove_medseg_folder(old, "run", RUN_ENTRIES)
+
+
+@dataclass
+class RunPlan:
+    """Where a run trains (``work``), where it ends up (``target``), its split and
+    the checkpoint it continues from."""
+
+    target: Path
+    work: Path
+    split: dict[str, Any]
+    resume_from: Path | None = None
+    resume_epoch: int | None = None
+
+
+def plan_resume(run_dir: Path, cfg: dict[str, Any], *, writer: bool = True) -> RunPlan:
+    """``--resume``: the interrupted staged run if there is one, else the run folder itself."""
+    staged = staging_dir(run_dir)
+    work = staged if staged.is_dir() and folder_kind(staged) == "run" else run_dir
+    if not (work / "config.yaml").is_file():
+        raise MedsegError(f"{run_dir}: nothing to resume (no run folder and no interrupted run)")
+    saved = read_run_config(work)
+    for section in ("data", "model", "regularizer", "seed"):
+        if saved[section] != cfg[section]:
+            raise MedsegError(f"{work / 'config.yaml'}: the run was started with a different "
+                              f"'{section}' config; resume with the same config")
+    split = load_split(work / "split.json", cfg["data"]["dataset"])
+    path, epoch, skipped = newest_complete_checkpoint(work / "checkpoints", cfg)
+    if path is None and skipped:
+        raise CheckpointError(f"{skipped[0]}; no complete checkpoint to resume from "
+                              "(use --force to start the run again)")
+    if writer:
+        for line in skipped:
+            print(f"medseg: skipped {line}", file=sys.stderr)
+        remove_partial_saves(work / "checkpoints")
+        keep_history(work / "logs" / "metrics.csv", -1 if epoch is None else epoch)
+        print(f"resuming from {path} (epoch {epoch + 1} done)" if path is not None
+              else f"resuming {work}: no checkpoint saved yet, starting at epoch 1")
+    return RunPlan(run_dir, work, split, path, epoch)
+
+
+def plan_fresh(run_dir: Path, cfg: dict[str, Any], *, force: bool, writer: bool = True) -> RunPlan:
+    """A new run: every check first, then the run's files in a staging folder.
+
+    Nothing is removed here: an old run is replaced only when the new one is
+    complete (:func:`promote`); with ``--force`` it must be a medseg run folder.
+    """
+    if _is_cwd_or_parent(run_dir):
+        raise MedsegError(f"{run_dir}: is the current folder or one of its parents; choose a new "
+                          "folder for the run")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise MedsegError(f"{run_dir}: exists and is not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not force:
+            raise MedsegError(f"{run_dir}: run folder exists and is not empty "
+                              "(use --resume to continue it or --force to replace it)")
+        check_removable(run_dir, "run", RUN_ENTRIES)
+    staged = staging_dir(run_dir)
+    if staged.exists():
+        if _has_checkpoint(staged) and not force:
+            raise MedsegError(f"{staged}: an interrupted run of {run_dir} is waiting (its epochs are "
+                              "saved): continue it with --resume or discard it with --force")
+        check_removable(staged, "run", RUN_ENTRIES)
     split = resolve_split(cfg["data"])
     if not split["val"]:
         raise MedsegError("the split has no validation cases: model selection (best checkpoint) "
                           "needs at least one")
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_split(split, run_dir / "split.json")
-    dump_config(cfg, run_dir / "config.yaml")
-    return split
+    if writer:
+        with atomic_dir(staged) as tmp:  # an old staged run is dropped only now
+            mark_folder(tmp, "run")
+            save_split(split, tmp / "split.json")
+            dump_config(cfg, tmp / "config.yaml")
+    return RunPlan(run_dir, staged, split)
+
+
+def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], *, resume: bool, force: bool) -> RunPlan:
+    """Check and prepare a run; returns its :class:`RunPlan` (every check before any write).
+
+    Only global rank 0 writes anything: the other ranks of a DDP run (a config with
+    several devices or nodes and :func:`launcher_rank_is_zero` false) get the same
+    plan — the split drawn from the config (deterministic: ``data.split_seed`` or
+    ``data.split_file``) or, on resume, read from ``split.json`` — and leave the
+    folders alone.
+    """
+    run_dir = Path(os.path.abspath(run_dir))
+    writer = not (is_distributed(cfg) and not launcher_rank_is_zero())
+    if writer:
+        _recover_swap(run_dir)
+    if resume:
+        return plan_resume(run_dir, cfg, writer=writer)
+    return plan_fresh(run_dir, cfg, force=force, writer=writer)
+
+
+def promote(plan: RunPlan) -> None:
+    """Move a complete staged run onto its folder (the old run, checked again, goes last)."""
+    if plan.work == plan.target:
+        return
+    if plan.target.exists():
+        check_removable(plan.target, "run", RUN_ENTRIES)
+    replace_dir(plan.work, plan.target)
+
+
+def keep_history(metrics_csv: Path, epoch: int) -> None:
+    """Keep the CSV log rows of the epochs up to ``epoch`` (those of a lost epoch go)."""
+    import csv
+
+    if not metrics_csv.is_file():
+        return
+    with open(metrics_csv, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames or [], list(reader)
+    kept = [r for r in rows if not r.get("epoch") or float(r["epoch"]) <= epoch]
+    atomic_write_text(metrics_csv, csv_text(columns, ({c: r.get(c) or "" for c in columns} for r in kept)))
+
+
+def _fit(trainer, module, dm, ckpt_path: Path | None) -> None:
+    """``trainer.fit``; Ctrl-C (which Lightning turns into ``sys.exit(1)``) stays a KeyboardInterrupt."""
+    import signal
+
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=None if ckpt_path is None else str(ckpt_path))
+    except SystemExit:
+        if trainer.interrupted:
+            with contextlib.suppress(ValueError):  # Lightning ignored further Ctrl-C
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from None
+        raise
+
+
+def _after_failure(plan: RunPlan, interrupted: bool) -> None:
+    """A staged run that failed: keep it when it has epochs to resume, else remove it."""
+    if plan.work == plan.target:
+        return
+    if _has_checkpoint(plan.work):
+        if interrupted:
+            print(f"medseg: the run's completed epochs are kept in {plan.work}; continue with "
+                  "--resume", file=sys.stderr)
+        return
+    with contextlib.suppress(MedsegError, OSError):
+        remove_medseg_folder(plan.work, "run", RUN_ENTRIES)
 
 
 def train_run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, resume: bool = False,
               force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train, keep the best/last checkpoints, evaluate the best on the test split."""
-    run_dir = Path(run_dir)
-    split = prepare_run_dir(run_dir, cfg, resume=resume, force=force)
+    """Train, keep the best/last checkpoints, evaluate the best on the test split.
+
+    The run trains in a staging folder next to ``run_dir`` and is renamed into
+    place when its test evaluation is written (``--resume`` of a finished run
+    continues in place); the folder is locked while it trains.
+    """
+    run_dir = Path(os.path.abspath(run_dir))
+    cfg = absolute_paths(cfg, Path.cwd())
+    if is_distributed(cfg) and not launcher_rank_is_zero():
+        return _train(prepare_run_dir(run_dir, cfg, resume=resume, force=force), cfg, progress)
+    with folder_lock(run_dir, "run"):
+        plan = prepare_run_dir(run_dir, cfg, resume=resume, force=force)
+        try:
+            summary = _train(plan, cfg, progress)
+        except BaseException as exc:
+            _after_failure(plan, isinstance(exc, KeyboardInterrupt))
+            raise
+        promote(plan)
+    return summary
+
+
+def _train(plan: RunPlan, cfg: dict[str, Any], progress: bool) -> dict[str, Any]:
     _setup_process(cfg)
-    dm = SegmentationDataModule(cfg, split, progress=progress)
+    dm = SegmentationDataModule(cfg, plan.split, progress=progress)
     module = SegmentationModule(cfg)
-    trainer = make_trainer(cfg, run_dir, progress=progress)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    trainer = make_trainer(cfg, plan.work, progress=progress)
+    _fit(trainer, module, dm, plan.resume_from)
     if trainer.is_global_zero:
-        best = run_dir / "checkpoints" / "best.ckpt"
+        best, last = (plan.work / "checkpoints" / n for n in ("best.ckpt", "last.ckpt"))
         if not best.is_file():  # e.g. val never ran: the last epoch is the best we have
-            shutil.copyfile(last, best)
+            atomic_write_bytes(best, last.read_bytes())
     if trainer.world_size > 1:
         trainer.strategy.barrier()
-    return evaluate_run(run_dir, split="test", checkpoint="best", progress=progress,
-                        trainer=trainer, module=module, datamodule=dm)
+    return evaluate_run(plan.work, split="test", checkpoint="best", progress=progress,
+                        trainer=trainer, module=module, datamodule=dm, cfg=cfg)
 
 
 def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
@@ -211,17 +421,31 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
     return Path(checkpoint)
 
 
+def _shown_path(path: Path, run_dir: Path) -> str:
+    """A checkpoint path as stored in metrics.json: relative inside the run, else absolute."""
+    full = Path(os.path.abspath(path))
+    try:
+        return str(full.relative_to(Path(os.path.abspath(run_dir))))
+    except ValueError:
+        return str(full)
+
+
 def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", checkpoint: str = "best",
-                 progress: bool = True, trainer=None, module=None, datamodule=None) -> dict[str, Any]:
-    """Score a checkpoint on a split of the run; write metrics/cases files (rank 0)."""
+                 progress: bool = True, trainer=None, module=None, datamodule=None,
+                 cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Score a checkpoint on a split of the run; write metrics/cases files (rank 0).
+
+    A checkpoint from elsewhere (``checkpoint`` = a path) must match the run's
+    dataset, preprocessing and model, else :class:`CheckpointError`.
+    """
     run_dir = Path(run_dir)
-    cfg_file = run_dir / "config.yaml"
-    if not cfg_file.is_file():
-        raise MedsegError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = validate(yaml.safe_load(cfg_file.read_text()))
+    cfg = dict(cfg) if cfg is not None else read_run_config(run_dir)
     split_data = load_split(run_dir / "split.json", cfg["data"]["dataset"])
     ckpt_path = resolve_checkpoint(run_dir, checkpoint)
     ckpt = load_checkpoint(ckpt_path)  # weights_only=True: refuses code-carrying pickles
+    problem = compatibility_problem(ckpt["medseg"], cfg)
+    if problem is not None:
+        raise CheckpointError(f"{ckpt_path}: does not belong to the run {run_dir}: {problem}")
     if trainer is None:
         _setup_process(cfg)
         trainer = make_trainer(cfg, None, progress=progress, for_eval=True)
@@ -230,7 +454,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", checkpoint:
     try:
         module.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise MedsegError(f"{ckpt_path}: incompatible with the run's model ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{ckpt_path}: incompatible with the run's model ({str(exc).splitlines()[0]})") from None
     if datamodule is None:
         datamodule = SegmentationDataModule(cfg, split_data, progress=progress)
     if trainer.local_rank == 0:  # under DDP the cache is built by one process per node
@@ -239,7 +463,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", checkpoint:
         trainer.strategy.barrier("medseg-prepare")
     trainer.test(module, dataloaders=datamodule.case_dataloader(split), verbose=False)
     summary = dict(module.test_summary)
-    summary.update({"split": split, "checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch"),
+    summary.update({"split": split, "checkpoint": _shown_path(ckpt_path, run_dir), "epoch": ckpt.get("epoch"),
                     "dataset": cfg["data"]["dataset"], "model": cfg["model"]["name"],
                     "regularizer": cfg["regularizer"], "seed": cfg["seed"]})
     if trainer.is_global_zero:

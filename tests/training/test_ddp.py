@@ -145,9 +145,11 @@ def test_a_single_device_run_ignores_launcher_variables(pancreas_cfg, tmp_path, 
     from medseg.training.run import prepare_run_dir
 
     monkeypatch.setenv("LOCAL_RANK", "1")
-    split = prepare_run_dir(tmp_path / "run", pancreas_cfg, resume=False, force=False)
-    assert (tmp_path / "run" / "split.json").is_file() and (tmp_path / "run" / "config.yaml").is_file()
-    assert split["test"]
+    plan = prepare_run_dir(tmp_path / "run", pancreas_cfg, resume=False, force=False)
+    # a new run is prepared in its staging folder (renamed onto tmp_path/run when complete)
+    assert plan.target == tmp_path / "run" and plan.work != plan.target
+    assert (plan.work / "split.json").is_file() and (plan.work / "config.yaml").is_file()
+    assert plan.split["test"]
 
 
 def test_a_grid_run_on_two_devices_runs_as_its_own_medseg_train(pancreas_root, cache_dir, tmp_path):

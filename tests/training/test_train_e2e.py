@@ -80,9 +80,14 @@ def test_resume_after_interruption_continues_the_epoch_count(pancreas_cfg, tmp_p
     monkeypatch.setattr(SegmentationModule, "training_step", dying_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_run(cfg, run, progress=False)
-    first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    # the run trains staged next to its folder: the failure leaves no partial run folder,
+    # and the staged run keeps its finished epoch for --resume
+    from medseg.training.run import staging_dir
+
+    assert not run.exists()
+    first = torch.load(staging_dir(run) / "checkpoints" / "last.ckpt", weights_only=True)
     assert first["epoch"] == 0 and first["global_step"] > 0
-    assert not (run / "metrics.json").exists()
+    assert not (staging_dir(run) / "metrics.json").exists()
     monkeypatch.setattr(SegmentationModule, "training_step", real_step)
     starts = []
     real_start = SegmentationModule.on_train_epoch_start
@@ -90,6 +95,7 @@ def test_resume_after_interruption_continues_the_epoch_count(pancreas_cfg, tmp_p
                         lambda self: (starts.append(self.current_epoch), real_start(self))[1])
     train_run(cfg, run, resume=True, progress=False)
     assert starts == [1]  # epoch 0 is not redone
+    assert not staging_dir(run).exists()  # renamed into place
     final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 2 * first["global_step"]
     assert (run / "metrics.json").is_file()
