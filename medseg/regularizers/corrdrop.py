@@ -167,7 +167,7 @@ class SpatialCorrDrop(Regularizer):
         pool = F.avg_pool2d if len(sizes) == 2 else F.avg_pool3d
         with statistics_mode(x.device):
             dtype = stats_dtype(x.dtype)
-            pooled = pool(x, kernel_size=k, stride=k, ceil_mode=True).to(dtype)
+            pooled = pool(x.to(dtype), kernel_size=k, stride=k, ceil_mode=True)
             units = pooled.flatten(2).transpose(1, 2)  # (B, N, C)
             drop = sample_drop(correlation_scores(units), self.p)  # (B, N)
             keep = (~drop).view(B, 1, *pooled.shape[2:])

@@ -382,3 +382,17 @@ def test_nan_single_pixel_does_not_crash():
     x = torch.tensor([[[[float("nan")]], [[1.0]]]])
     y = HeuristicDropout(rate=0.5)(x)
     assert y.shape == x.shape
+
+
+# ----------------------------------------------------------------------------- the package's reference
+@pytest.mark.parametrize("mask", ["laplace", "zero"])
+@pytest.mark.parametrize("bins,k,rate", [(10, 2.0, 0.1), (4, 0.0, 0.5), (1, 0.5, 0.25)])
+def test_package_reference_matches_the_hand_computation(mask, bins, k, rate):
+    from medseg.regularizers import heuristic_dropout_reference
+
+    g = torch.Generator().manual_seed(99 + bins)
+    x = torch.randn(2, 10, 5, 6, generator=g, dtype=torch.float64) * 1.5
+    assert_away_from_level_boundaries(x, bins)
+    expected, _, _ = ref_heuristic(x.numpy(), rate, k, bins, mask)
+    got = heuristic_dropout_reference(x, rate=rate, k=k, bins=bins, mask=mask)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)

@@ -9,6 +9,10 @@ exceptions below:
   (Stochastic Depth: ``h + p_l·branch(h)``; SBDrop: ``sqrt(1 − γ)·x``);
 * ``DETERMINISTIC`` — methods without randomness (the baseline and Heuristic Dropout).
 
+Every behavioural check runs on 2D feature maps (B, C, H, W) and on 3D ones
+(B, C, D, H, W): each key either does its natural 3D extension or is listed in
+``REFUSES_3D`` and must refuse 5D input with an error naming the method.
+
 Method-specific behaviour (drop fractions, which units are dropped, …) is tested in
 the per-method test files.
 """
@@ -41,6 +45,10 @@ COUNT_PARAMS = {"block_size", "holes", "bins", "min_channels"}
 #: weights that must not be negative
 NONNEGATIVE_PARAMS = {"k"}
 
+#: keys that refuse (B, C, D, H, W) input (none at present: all extend to 3D)
+REFUSES_3D: set[str] = set()
+NDIMS = [2, 3]
+
 STAGE = (1, 4)  # every module is configured as slot 1 of 4 (as a model would do)
 
 
@@ -54,16 +62,19 @@ def placement(key: str) -> str:
     return regularizers.get(key).placement
 
 
-def sample_input(key: str, dtype=torch.float32, seed: int = 123) -> torch.Tensor:
-    """A positive, non-constant input of the shape the key's placement sees."""
+def sample_input(key: str, dtype=torch.float32, seed: int = 123, ndim: int = 2) -> torch.Tensor:
+    """A positive, non-constant input of the shape the key's placement sees (2D or 3D)."""
     g = torch.Generator().manual_seed(seed)
-    shape = (4, 3, 32, 32) if placement(key) == "input" else (4, 16, 12, 12)
+    if placement(key) == "input":
+        shape = (4, 3, 32, 32) if ndim == 2 else (2, 3, 8, 16, 16)
+    else:
+        shape = (4, 16, 12, 12) if ndim == 2 else (4, 16, 6, 6, 6)
     return (torch.rand(shape, generator=g) * 2 + 0.05).to(dtype)
 
 
-def make_branch(channels: int) -> torch.nn.Module:
+def make_branch(channels: int, ndim: int = 2) -> torch.nn.Module:
     g = torch.Generator().manual_seed(7)
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
+    conv = (torch.nn.Conv2d if ndim == 2 else torch.nn.Conv3d)(channels, channels, 3, padding=1)
     with torch.no_grad():
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.1)
         conv.bias.copy_(torch.randn(conv.bias.shape, generator=g) * 0.1)
@@ -72,8 +83,16 @@ def make_branch(channels: int) -> torch.nn.Module:
 
 def call(module, x, branch=None):
     if placement(module.key) == "residual":
-        return module(x, branch if branch is not None else make_branch(x.shape[1]))
+        return module(x, branch if branch is not None else make_branch(x.shape[1], x.dim() - 2))
     return module(x)
+
+
+def runs_in(key: str, ndim: int) -> bool:
+    return ndim == 2 or key not in REFUSES_3D
+
+
+KEYS_NDIM = [(key, ndim) for ndim in NDIMS for key in KEYS if runs_in(key, ndim)]
+NDIM_IDS = [f"{key}-{ndim}d" for key, ndim in KEYS_NDIM]
 
 
 def test_catalogue_is_complete():
@@ -83,11 +102,11 @@ def test_catalogue_is_complete():
         assert placement(key) in ("slot", "residual", "input"), key
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_eval_mode_rule_and_no_randomness(key):
+@pytest.mark.parametrize("key,ndim", KEYS_NDIM, ids=NDIM_IDS)
+def test_eval_mode_rule_and_no_randomness(key, ndim):
     m = make(key).eval()
-    x = sample_input(key)
-    branch = make_branch(x.shape[1])
+    x = sample_input(key, ndim=ndim)
+    branch = make_branch(x.shape[1], ndim)
     state = torch.get_rng_state()
     with torch.no_grad():
         y = call(m, x, branch)
@@ -100,13 +119,13 @@ def test_eval_mode_rule_and_no_randomness(key):
     assert y.shape == x.shape and y.dtype == x.dtype
 
 
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key,ndim", KEYS_NDIM, ids=NDIM_IDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_train_mode_keeps_shape_dtype_device(key, dtype):
+def test_train_mode_keeps_shape_dtype_device(key, ndim, dtype):
     torch.manual_seed(0)
     m = make(key).train()
-    x = sample_input(key, dtype)
-    branch = make_branch(x.shape[1]).to(dtype)
+    x = sample_input(key, dtype, ndim=ndim)
+    branch = make_branch(x.shape[1], ndim).to(dtype)
     y = call(m, x, branch)
     assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device
     assert torch.isfinite(y).all()
@@ -121,23 +140,23 @@ def test_input_level_methods_accept_grey_and_colour_images(key, channels):
     assert y.shape == x.shape and y.dtype == x.dtype
 
 
-def _outputs(key: str, seed: int, calls: int = 30) -> torch.Tensor:
+def _outputs(key: str, seed: int, calls: int = 30, ndim: int = 2) -> torch.Tensor:
     """Outputs of ``calls`` training passes after ``torch.manual_seed(seed)``."""
     m = make(key).train()
-    x = sample_input(key)
-    branch = make_branch(x.shape[1])
+    x = sample_input(key, ndim=ndim)
+    branch = make_branch(x.shape[1], ndim)
     torch.manual_seed(seed)
     with torch.no_grad():
         return torch.stack([call(m, x, branch) for _ in range(calls)])
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_reproducible_under_a_fixed_seed(key):
-    first, again, other = _outputs(key, 0), _outputs(key, 0), _outputs(key, 1)
+@pytest.mark.parametrize("key,ndim", KEYS_NDIM, ids=NDIM_IDS)
+def test_reproducible_under_a_fixed_seed(key, ndim):
+    first, again, other = (_outputs(key, s, ndim=ndim) for s in (0, 0, 1))
     assert torch.equal(first, again), "same seed gave a different output"
     if key in DETERMINISTIC:
         assert torch.equal(first, other)
-        m, x = make(key).train(), sample_input(key)
+        m, x = make(key).train(), sample_input(key, ndim=ndim)
         state = torch.get_rng_state()
         call(m, x)
         assert torch.equal(torch.get_rng_state(), state), "a deterministic method drew random numbers"
@@ -146,13 +165,13 @@ def test_reproducible_under_a_fixed_seed(key):
         assert not torch.equal(first, other), "output does not depend on torch's seed"
 
 
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key,ndim", KEYS_NDIM, ids=NDIM_IDS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_works_under_autocast(key, dtype):
+def test_works_under_autocast(key, ndim, dtype):
     torch.manual_seed(0)
     m = make(key).train()
-    x = sample_input(key, dtype).requires_grad_()
-    branch = make_branch(x.shape[1])
+    x = sample_input(key, dtype, ndim=ndim).requires_grad_()
+    branch = make_branch(x.shape[1], ndim)
     with torch.autocast("cpu", dtype=dtype):
         y = call(m, x, branch)
     assert y.shape == x.shape and y.dtype == dtype
@@ -166,11 +185,11 @@ def test_works_under_autocast(key, dtype):
         assert torch.equal(y_eval, x.detach())
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_gradients_reach_the_input(key):
+@pytest.mark.parametrize("key,ndim", KEYS_NDIM, ids=NDIM_IDS)
+def test_gradients_reach_the_input(key, ndim):
     torch.manual_seed(0)
     m = make(key).train()
-    x = sample_input(key).requires_grad_()
+    x = sample_input(key, ndim=ndim).requires_grad_()
     weights = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) + 0.5
     y = call(m, x)
     (y * weights).sum().backward()
@@ -247,3 +266,21 @@ def test_placement_protocol(key):
     else:
         assert input_module is None
         assert type(slot) is regularizers.get(key)
+
+
+@pytest.mark.parametrize("key", sorted(REFUSES_3D) or [pytest.param("none", marks=pytest.mark.skip(
+    reason="every key extends to 3D"))])
+def test_3d_refusal_names_the_method(key):
+    with pytest.raises(ValueError, match=key):
+        call(make(key).train(), sample_input(key, ndim=3))
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_3d_input_keeps_its_shape_in_train_mode(key):
+    # every 3D-capable key really takes the 3D path: no flattening, no 2D fallback
+    if key in REFUSES_3D:
+        pytest.skip("refuses 3D")
+    torch.manual_seed(0)
+    x = sample_input(key, ndim=3)
+    y = call(make(key).train(), x)
+    assert y.shape == x.shape and y.dim() == 5
