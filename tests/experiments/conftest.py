@@ -53,3 +53,10 @@ def grid_copy(tiny_grid, tmp_path):
     copy = tmp_path / "grid"
     shutil.copytree(out, copy)
     return copy, resolved, overrides
+
+
+@pytest.fixture
+def cv_overrides(pancreas_root, cache_dir) -> list[str]:
+    """Overrides of a 5-fold cross-validation grid on the tiny set (one method, one repeat)."""
+    return [*grid_overrides(pancreas_root, cache_dir), "grid.regularizers=[none]", "grid.repeats=1",
+            "grid.folds=5"]
