@@ -67,7 +67,10 @@ _TILT_TOLERANCE_DEG = 0.5
 
 def _numbers(path: Path, ds, tag: str, count: int, default=None) -> np.ndarray | None:
     """A numeric DICOM attribute (``count`` values) as float64; bad values are a DataError."""
-    value = getattr(ds, tag, None)
+    try:
+        value = getattr(ds, tag, None)
+    except (TypeError, ValueError):  # pydicom converts DS/IS values on access
+        raise DataError(f"{path}: DICOM {tag} is not numeric") from None
     if value is None or value == "":
         return None if default is None else np.asarray(default, dtype=np.float64)
     values = list(value) if count > 1 else [value]

@@ -117,8 +117,9 @@ def read_label(label_path: str | os.PathLike, image_geometry: Geometry, *, case_
     """The label at ``label_path`` on the image grid, with its raw integer values."""
     path = Path(label_path)
     arr, geom = sitk_to_volume(read_sitk_image(path, "label"), path)
+    stored_nonfinite = nifti_nonfinite_count(path)  # also catches truncation, which ITK zero-fills
     if arr.dtype.kind == "f":
-        bad = max(nifti_nonfinite_count(path), int(arr.size - np.count_nonzero(np.isfinite(arr))))
+        bad = max(stored_nonfinite, int(arr.size - np.count_nonzero(np.isfinite(arr))))
         if bad:
             raise DataError(f"{path}: label contains {bad} NaN/infinite voxels")
         if not np.array_equal(arr, np.round(arr)):
