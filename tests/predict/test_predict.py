@@ -1,7 +1,8 @@
 """`medseg predict`: geometry of the written masks, agreement with `cases.csv`, input rules,
 overlays, and every error case leaving no output behind.
 
-Uses the session's tiny trained runs (`pancreas_run`, `bagls_run`); nothing is trained here.
+Uses the session's tiny trained runs (`pancreas_run`, `bagls_run`), so every test here is
+marked slow (the fixtures train); the quick predict tests are test_inference.py and test_outputs.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import yaml
 
 from medseg.cli import main
 from medseg.predict import discover_inputs, predict
+
+pytestmark = pytest.mark.slow
 
 
 # --------------------------------------------------------------------------- helpers
@@ -307,19 +310,19 @@ def test_truncated_nifti(pancreas_run, nifti_scan, tmp_path, out_dir, capsys):
 def test_failure_after_a_written_mask_leaves_nothing(pancreas_run, nifti_scan, tmp_path, out_dir,
                                                      capsys, monkeypatch):
     """A case that fails while being processed undoes the cases already done."""
-    import medseg.predict as mp
+    import medseg.predict.readers as mp
     from medseg.errors import DataError
 
     second = tmp_path / "second.nii.gz"
     shutil.copy(nifti_scan, second)
-    real_read = mp._read_ct
+    real_read = mp.read_ct
 
     def read(inp):
         if inp.name == "second":
             raise DataError(f"{inp.path}: simulated failure while reading")
         return real_read(inp)
 
-    monkeypatch.setattr(mp, "_read_ct", read)
+    monkeypatch.setattr(mp, "read_ct", read)
     out_dir.mkdir()
     (out_dir / "keep.txt").write_text("mine")
     (out_dir / "second_mask.nii.gz").write_bytes(b"old")
