@@ -34,6 +34,7 @@ from ..io import atomic_write_with
 FORMATS = ("png", "svg")
 _BOX_COLOR = "#9ecae1"
 _HD_COLOR = "#fdae6b"
+_FAILED_COLOR = "#d62728"
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -55,39 +56,56 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     return paths
 
 
-def _points(ax, i: int, values: Sequence[float]) -> None:
-    """The repeats as dots over a box, spread evenly (deterministic jitter)."""
+def _points(ax, i: int, values: Sequence[float], failed: Sequence[bool] | None = None) -> None:
+    """The repeats as dots over a box, spread evenly (deterministic jitter); ``failed``
+    repeats (a run that did not converge) as red crosses."""
     n = len(values)
     xs = [i + (0.0 if n == 1 else -0.12 + 0.24 * j / (n - 1)) for j in range(n)]
-    ax.scatter(xs, values, s=14, color="black", zorder=3, linewidths=0)
+    bad = list(failed) if failed is not None else [False] * n
+    ok = [(x, v) for x, v, f in zip(xs, values, bad) if not f]
+    if ok:
+        ax.scatter(*zip(*ok), s=14, color="black", zorder=3, linewidths=0)
+    marked = [(x, v) for x, v, f in zip(xs, values, bad) if f]
+    if marked:
+        ax.scatter(*zip(*marked), s=36, color=_FAILED_COLOR, marker="x", zorder=4, linewidths=1.5)
 
 
-def _boxes(ax, labels: list[str], values: list[list[float]], highlight: Sequence[str] = ()) -> None:
-    data = [[v for v in vs if not math.isnan(v)] for vs in values]
+def _boxes(ax, labels: list[str], values: list[list[float]], highlight: Sequence[str] = (),
+           failed: list[list[bool]] | None = None) -> None:
+    flags = failed if failed is not None else [[False] * len(vs) for vs in values]
+    kept = [[(v, f) for v, f in zip(vs, fs) if not math.isnan(v)] for vs, fs in zip(values, flags)]
+    data = [[v for v, _ in k] for k in kept]
     positions = list(range(1, len(data) + 1))
     bp = ax.boxplot([d if d else [float("nan")] for d in data], positions=positions, widths=0.55,
                     patch_artist=True, showfliers=False, medianprops={"color": "black"})
     for box, label in zip(bp["boxes"], labels):
         box.set_facecolor(_HD_COLOR if label in highlight else _BOX_COLOR)
-    for i, d in zip(positions, data):
-        _points(ax, i, d)
+    for i, k in zip(positions, kept):
+        _points(ax, i, [v for v, _ in k], [f for _, f in k])
     ax.set_xticks(positions)
     ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
 
 
-def boxplot_figure(panels: list[tuple[str, list[str], list[list[float]]]], ylabel: str, title: str,
-                   stem: str | Path, highlight: Sequence[str] = ("heuristic",)) -> list[Path]:
-    """One axis per panel (e.g. per model): a box of the per-repeat values of each method."""
+def boxplot_figure(panels: list[tuple], ylabel: str, title: str, stem: str | Path,
+                   highlight: Sequence[str] = ("heuristic",), failed_note: str | None = None) -> list[Path]:
+    """One axis per panel (e.g. per model): a box of the per-repeat values of each method.
+
+    A panel is ``(name, labels, values)`` or ``(name, labels, values, failed)`` with
+    ``failed[i][j]`` true for a repeat that holds a run that did not converge: drawn
+    as a red cross, explained by ``failed_note`` under the plot.
+    """
     n = len(panels)
     width = max(4.0, sum(0.55 * len(p[1]) + 1.2 for p in panels))
     fig = new_figure(width, 4.0)
     axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
-    for ax, (name, labels, values) in zip(axes, panels):
-        _boxes(ax, labels, values, highlight)
+    for ax, (name, labels, values, *rest) in zip(axes, panels):
+        _boxes(ax, labels, values, highlight, rest[0] if rest else None)
         ax.set_title(name, fontsize=10)
     axes[0].set_ylabel(ylabel)
     fig.suptitle(title, fontsize=11)
+    if failed_note:
+        fig.supxlabel(failed_note, fontsize=8, color=_FAILED_COLOR)
     return save_figure(fig, stem)
 
 

@@ -102,8 +102,9 @@ def _synthetic_results(path: Path, repeats: int = 5) -> dict:
             if reg == "dropout" and rep == 2:
                 dice[1] = float("nan")  # a case left out (both empty, empty_score null)
             rows = [{"dataset": "pancreas", "model": "unet", "regularizer": reg, "params": pj,
-                     "repeat": rep, "seed": 10 + rep, "case_id": f"C{i}", "dice": float(d),
+                     "repeat": rep, "fold": 0, "seed": 10 + rep, "case_id": f"C{i}", "dice": float(d),
                      "iou": float(d) / (2 - float(d)) if not math.isnan(d) else float("nan"),
+                     "hd95": 10 * (1 - float(d)), "nsd": float(d), "best_val_dice": 0.7,
                      "run_dir": run} for i, d in enumerate(dice)]
             results_mod.append_run(path, rows)
             truth[(reg, pj, rep)] = float(np.nanmean(dice))

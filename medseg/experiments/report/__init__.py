@@ -1,0 +1,131 @@
+"""``medseg report DIR``: tables, statistics and figures from ``DIR/results.csv``.
+
+Everything is recomputed from ``DIR/results.csv`` (plus ``DIR/coadapt/coadapt.csv``
+for the co-adaptation test, the run checkpoints for the qualitative figure, and a
+run's ``logs/metrics.csv`` for its best validation DICE where ``results.csv`` lacks
+it). The pieces, each in its own module:
+
+* :mod:`.statistics` — per-run / per-repeat means, mean ± std per cell, paired
+  differences with bootstrap CIs, Wilcoxon over cases and over repeats, the runs
+  that did not converge (definitions in its docstring);
+* :mod:`.tables` — number formats, Markdown tables, one sentence per comparison, CSV;
+* :mod:`.plots` — which figures are drawn (:mod:`medseg.experiments.figures` draws);
+* :mod:`.markdown` — the sections of ``report.md`` (and the hook for extra sections).
+
+``DIR/report/`` holds ``report.md`` (embeds every figure; states data, split, seeds,
+the aggregation and the tests), ``summary_<dataset>.md`` / ``.csv`` and ``summary.csv``
+(rows = methods × models; mean ± std of DICE, IoU, HD95, NSD, also without failed runs;
+Wilcoxon p over repeats; ``<metric>_delta`` / ``_ci_low`` / ``_ci_high`` against
+``none`` and ``…_vs_heuristic``), ``comparisons.csv`` (every paired comparison with its
+sentence), ``repeats.csv`` and ``runs.csv`` (the values behind every number), box plots
+``boxplot_<dataset>_<dice|iou|hd95|nsd>.png|svg`` (paper Fig. 1; × marks a repeat with a
+run that did not converge), ``k_ablation_*.png|svg`` when a regularizer's ``k`` was
+swept (Fig. 3), ``coadapt_<dataset>.png|svg`` when ``DIR/coadapt/coadapt.csv`` exists
+(Fig. 4), and ``qualitative_<dataset>_<model>.png|svg`` (Fig. 2, rule in :mod:`..figures`).
+
+``report.failed_below`` (default 0.1) comes from the experiment's ``report:`` mapping
+in ``DIR/experiment.yaml``; ``write_report(failed_below=…)`` (``medseg report
+--failed-below``) overrides it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ...errors import MedsegError
+from ...io import atomic_dir
+from ..results import FILENAME, best_val_dice, read_results
+from . import markdown, plots
+from .statistics import (BASELINE, DEFAULT_FAILED_BELOW, HEURISTIC, METRICS, Analysis, Comparison,
+                         analyse, bootstrap_ci, k_ablations, mean_std, min_p, paired_wilcoxon, per_repeat,
+                         per_run, summarize)
+from .tables import (COMPARISON_COLUMNS, METRIC_NAMES, REPEAT_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS,
+                     comparisons_csv, summary_markdown, table_csv)
+
+__all__ = ["write_report", "analyse", "Analysis", "Comparison", "bootstrap_ci", "min_p", "paired_wilcoxon",
+           "per_repeat", "per_run", "summarize", "k_ablations", "mean_std", "BASELINE", "HEURISTIC", "METRICS",
+           "SUMMARY_COLUMNS", "REPEAT_COLUMNS", "RUN_COLUMNS", "COMPARISON_COLUMNS"]
+
+
+def _load_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except Exception:
+        return None
+
+
+def _planned(experiment: Any) -> int | None:
+    if not experiment:
+        return None
+    try:
+        from ..grid import expand
+
+        return len(expand(experiment))
+    except Exception:
+        return None
+
+
+def failed_threshold(experiment: Any, override: float | None) -> float:
+    """``override`` if given, else the experiment's ``report.failed_below``, else the default."""
+    if override is not None:
+        return float(override)
+    report = (experiment or {}).get("report") or {}
+    return float(report.get("failed_below", DEFAULT_FAILED_BELOW))
+
+
+def write_tables(out: Path, a: Analysis) -> None:
+    """The CSV files and the per-dataset summary Markdown files."""
+    (out / "runs.csv").write_text(table_csv(RUN_COLUMNS, a.runs))
+    (out / "repeats.csv").write_text(table_csv(REPEAT_COLUMNS, a.repeats))
+    (out / "summary.csv").write_text(table_csv(SUMMARY_COLUMNS, a.cells))
+    (out / "comparisons.csv").write_text(comparisons_csv(a.comparisons))
+    for dataset in a.datasets:
+        mine = [c for c in a.cells if c["dataset"] == dataset]
+        (out / f"summary_{dataset}.csv").write_text(table_csv(SUMMARY_COLUMNS, mine))
+        failed = any(c["failed_runs"] for c in mine)
+        tables = [f"### {METRIC_NAMES[m]}\n\n{summary_markdown(a.cells, dataset, m, failed)}\n" for m in METRICS]
+        (out / f"summary_{dataset}.md").write_text(f"# {dataset}: summary over repeats\n\n" + "\n".join(tables))
+
+
+def _document(exp_dir: Path, out: Path, a: Analysis, experiment: Any, qualitative: bool, n_slices: int,
+              extra_sections: Sequence[markdown.Section]) -> str:
+    """Draw the figures and assemble ``report.md``."""
+    lines = markdown.header(exp_dir, a, _planned(experiment)) + markdown.setup(exp_dir, a, experiment)
+    lines += markdown.methods(a) + markdown.failed_section(a)
+    for dataset in a.datasets:
+        lines += markdown.dataset_section(a, dataset, plots.boxplots(out, a, dataset))
+        lines += markdown.comparisons_section(a, dataset)
+        for ab in (ab for ab in k_ablations(a.repeats) if ab["dataset"] == dataset):
+            lines += markdown.k_ablation_section(ab, plots.k_ablation(out, ab))
+        if qualitative:
+            lines += markdown.qualitative_section(plots.qualitative(exp_dir, out, a, dataset, n_slices), n_slices)
+    lines += markdown.coadapt_section(plots.coadapt(exp_dir, out))
+    for section in extra_sections:  # optional sections (see medseg.experiments.report.markdown)
+        lines += section(exp_dir, out)
+    return "\n".join(lines + markdown.files_section(out))
+
+
+def write_report(exp_dir: str | Path, *, force: bool = False, qualitative: bool = True, n_slices: int = 4,
+                 failed_below: float | None = None,
+                 extra_sections: Sequence[markdown.Section] | None = None) -> Path:
+    """Write ``DIR/report/`` (see the module docstring), staged and renamed; return its path."""
+    exp_dir = Path(exp_dir)
+    results_path = exp_dir / FILENAME
+    if not results_path.is_file():
+        raise MedsegError(f"{results_path}: no results yet (run `medseg experiment` first)")
+    rows = read_results(results_path)
+    if not rows:
+        raise MedsegError(f"{results_path}: no finished runs yet")
+    target = exp_dir / "report"
+    if target.exists() and not force:
+        raise MedsegError(f"{target}: report exists (use --force to replace it)")
+    experiment = _load_yaml(exp_dir / "experiment.yaml")
+    a = analyse(rows, failed_threshold(experiment, failed_below), best_val=lambda d: best_val_dice(exp_dir / d))
+    sections = markdown.EXTRA_SECTIONS if extra_sections is None else tuple(extra_sections)
+    with atomic_dir(target) as out:
+        write_tables(out, a)
+        (out / "report.md").write_text(_document(exp_dir, out, a, experiment, qualitative, n_slices, sections))
+    return target
