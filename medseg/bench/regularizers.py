@@ -29,6 +29,10 @@ Targets (issue 3), checked on (16, 64, 128, 128) only: Heuristic Dropout ≤ 0.5
 the conv and ≤ 3× the input in extra peak memory; every other regularizer ≤ 1.0×
 the conv. ``--quick`` uses tiny shapes (2, 8, 16, 16) and (2, 16, 8, 8) and checks
 no target.
+
+3D (issue 13): one more row, Heuristic Dropout forward+backward on the 3D feature map
+(B, C, D, H, W) = (2, 32, 32, 64, 64) against a 3×3×3 conv 32→32 with bias
+(``nn.Conv3d``), target ≤ 0.5× (``--quick``: (1, 4, 4, 8, 8), no target).
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ SHAPES = [(16, 64, 128, 128), (16, 256, 32, 32)]
 QUICK_SHAPES = [(2, 8, 16, 16), (2, 16, 8, 8)]
 #: the shape on which the targets are checked
 TARGET_SHAPE = SHAPES[0]
+#: the 3D row: Heuristic Dropout on (B, C, D, H, W) against a 3×3×3 conv
+SHAPE_3D = (2, 32, 32, 64, 64)
+QUICK_SHAPE_3D = (1, 4, 4, 8, 8)
+HEURISTIC_3D_TIME_TARGET = 0.5
 HEURISTIC_TIME_TARGET = 0.5
 HEURISTIC_MEMORY_TARGET = 3.0
 OTHER_TIME_TARGET = 1.0
@@ -77,8 +85,9 @@ def _grad(out: torch.Tensor, inputs: list[torch.Tensor], grad_out: torch.Tensor)
 
 def _cases(reg: nn.Module, shape: tuple[int, ...], device: torch.device, seed: int
            ) -> dict[str, Any]:
-    """Reference and candidate callables for one regularizer on one shape."""
-    B, C, H, W = shape
+    """Reference and candidate callables for one regularizer on one shape (2D or 3D)."""
+    B, C, *spatial = shape
+    H, W = spatial[-2:]
     gen = torch.Generator(device="cpu").manual_seed(seed)
     placement = getattr(reg, "placement", "slot")
     if placement == "input":
@@ -95,13 +104,14 @@ def _cases(reg: nn.Module, shape: tuple[int, ...], device: torch.device, seed: i
             "note": "input-level: on the image (B,1,H,W), forward only",
             "overhead": False,
         }
-    x = torch.randn(B, C, H, W, generator=gen).relu_().to(device).requires_grad_()
-    grad_out = torch.randn(B, C, H, W, generator=gen).to(device)
-    conv = nn.Conv2d(C, C, 3, padding=1).to(device)
+    x = torch.randn(*shape, generator=gen).relu_().to(device).requires_grad_()
+    grad_out = torch.randn(*shape, generator=gen).to(device)
+    conv = (nn.Conv2d if len(spatial) == 2 else nn.Conv3d)(C, C, 3, padding=1).to(device)
     params = [x, conv.weight, conv.bias]
     reference = lambda: _grad(conv(x), params, grad_out)  # noqa: E731
+    kernel = "x".join("3" * len(spatial))
     common = {"reference": reference, "input_bytes": x.numel() * x.element_size(),
-              "input_shape": [B, C, H, W], "reference_text": f"conv3x3 {C}→{C} fwd+bwd"}
+              "input_shape": list(shape), "reference_text": f"conv{kernel} {C}→{C} fwd+bwd"}
     if placement == "residual":
         return {**common, "candidate": lambda: _grad(reg(x, conv), params, grad_out),
                 "note": "residual: reg(h, conv); value = overhead over the conv", "overhead": True}
@@ -110,6 +120,8 @@ def _cases(reg: nn.Module, shape: tuple[int, ...], device: torch.device, seed: i
 
 
 def _targets(key: str, shape: tuple[int, ...], quick: bool) -> dict[str, float]:
+    if not quick and key == "heuristic" and tuple(shape) == SHAPE_3D:
+        return {"time": HEURISTIC_3D_TIME_TARGET}
     if quick or tuple(shape) != TARGET_SHAPE:
         return {}
     if key == "heuristic":
@@ -200,6 +212,10 @@ def bench_regularizers(options: BenchOptions) -> list[Row]:
         for key in keys:
             options.report(f"regularizers: {key} @ {_shape_text(shape)}")
             rows.append(bench_one(key, shape, repeats, options.device, options.quick, memo=memo))
+    if "heuristic" in keys:
+        shape = QUICK_SHAPE_3D if options.quick else SHAPE_3D
+        options.report(f"regularizers: heuristic @ {_shape_text(shape)} (3D)")
+        rows.append(bench_one("heuristic", shape, repeats, options.device, options.quick, memo=memo))
     return rows
 
 

@@ -29,7 +29,8 @@ def test_quick_bench_writes_rows_for_every_key_and_shape(tmp_path, capsys):
 
     reg_rows = [r for r in doc["rows"] if r["section"] == "regularizers"]
     assert [(r["key"], tuple(r["shape"])) for r in reg_rows] == [
-        (k, s) for s in [(2, 8, 16, 16), (2, 16, 8, 8)] for k in keys]
+        (k, s) for s in [(2, 8, 16, 16), (2, 16, 8, 8)] for k in keys] + [
+        ("heuristic", (1, 4, 4, 8, 8))]  # the 3D row (issue 13)
     for r in reg_rows:
         for field in ("name", "value", "unit", "time_s", "reference_time_s", "peak_extra_bytes",
                       "peak_extra_x_input", "input_bytes", "placement", "checks", "note"):
