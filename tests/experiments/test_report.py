@@ -36,6 +36,7 @@ def repeat_means(results: Path) -> dict[tuple, dict[int, tuple[float, float]]]:
     return out
 
 
+@pytest.mark.slow  # the tiny grid trains
 def test_report_on_a_finished_grid(grid_copy, capsys):
     out, resolved, _ = grid_copy
     assert main(["coadapt", str(out), "--fractions", "0,0.5", "--draws", "1", "--no-progress"]) == 0
@@ -70,10 +71,26 @@ def test_report_on_a_finished_grid(grid_copy, capsys):
         assert float(row["dice_std"]) == pytest.approx(np.std(dice, ddof=1), abs=1e-12)
         assert float(row["iou_mean"]) == pytest.approx(np.mean(iou), abs=1e-12)
         assert f"{float(row['dice_mean']):.4f} ± {float(row['dice_std']):.4f}" in md
-    # a run's per-repeat mean is its own metrics.json test DICE
+    # a run's per-repeat mean is its own metrics.json test DICE (and HD95, NSD)
     for r in read_csv(rep / "repeats.csv"):
         m = json.loads((out / r["run_dir"] / "metrics.json").read_text())
         assert float(r["dice"]) == pytest.approx(m["dice_mean"], abs=1e-12)
+        for metric in ("hd95", "nsd"):
+            if m[f"{metric}_mean"] is not None:
+                assert float(r[metric]) == pytest.approx(m[f"{metric}_mean"], abs=1e-9)
+    # results.csv carries each case's boundary metrics and the run's best validation DICE
+    results = read_csv(out / "results.csv")
+    for run_dir in {r["run_dir"] for r in results}:
+        cases = {c["case_id"]: c for c in read_csv(out / run_dir / "cases.csv")}
+        logged = [float(x["val_dice"]) for x in read_csv(out / run_dir / "logs" / "metrics.csv") if x["val_dice"]]
+        for r in (r for r in results if r["run_dir"] == run_dir):
+            assert (r["hd95"], r["nsd"]) == (cases[r["case_id"]]["hd95"], cases[r["case_id"]]["nsd"])
+            assert float(r["hd95"]) >= 0 and 0 <= float(r["nsd"]) <= 1
+            assert float(r["best_val_dice"]) == pytest.approx(max(logged))
+    for metric in ("hd95", "nsd"):
+        assert (rep / f"boxplot_pancreas_{metric}.png").is_file() and f"](boxplot_pancreas_{metric}.png)" in md
+    assert {"dice_delta", "dice_delta_ci_low", "hd95_delta_ci_high"} <= set(summary[0])
+    assert "## Runs that did not converge" in md and (rep / "comparisons.csv").is_file()
 
     with pytest.raises(MedsegError, match="report exists"):
         write_report(out)
