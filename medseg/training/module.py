@@ -61,8 +61,8 @@ class SegmentationModule(pl.LightningModule):
     # ------------------------------------------------------------------ eval
     def _score_case(self, batch: dict[str, Any], boundary: bool) -> None:
         """Predict one case and score it on its native grid; ``boundary``: also HD95/NSD
-        (test only: model selection needs DICE alone, and HD95 costs ~1.5 s per 512²×200
-        scan on a CPU)."""
+        (test only: model selection needs DICE alone, and the surface distances of a
+        full-size scan cost many times its DICE)."""
         label = batch["native_label"]
         pred = predict_slices(self.model, batch["image"], label.shape[-2:],
                               self.cfg["eval"]["batch_size"])
