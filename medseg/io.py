@@ -76,8 +76,16 @@ def fsync_file(path: str | os.PathLike) -> None:
 
 
 # ----------------------------------------------------------------------------- atomic files
+def _renamed(exc: OSError, path: Path) -> OSError:
+    """The same OSError, naming ``path`` (the file the user asked for, not a temporary name)."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def _tmp_path(path: Path, suffix: str = "") -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as exc:
+        raise _renamed(exc, path) from None
     os.fchmod(fd, file_mode())
     os.close(fd)
     return Path(name)
@@ -103,6 +111,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         _commit(tmp, path)
+    except OSError as exc:  # disk full, permissions: name the file the user asked for
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if exc.filename in (None, str(tmp), tmp):
+            raise _renamed(exc, path) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -133,7 +147,10 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None],
 def make_temp_dir(path: Path, tag: str = "tmp") -> Path:
     """A new empty folder ``.<name>.<random>.<tag>`` next to ``path`` (umask permissions)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=f".{tag}", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=f".{tag}", dir=path.parent))
+    except OSError as exc:
+        raise _renamed(exc, path) from None
     os.chmod(tmp, dir_mode())
     return tmp
 
@@ -258,13 +275,37 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _read_holder(fh) -> dict[str, Any]:
-    fh.seek(0)
+def _read_holder(fd: int) -> dict[str, Any]:
     try:
-        data = json.loads(fh.read() or "{}")
-    except ValueError:
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
+    except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _acquire(path: Path, folder, what: str) -> int:
+    """An fd of ``path`` holding its flock (retrying if the file was replaced meanwhile)."""
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+        except OSError as exc:
+            raise _renamed(exc, path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise MedsegError(f"{folder}: {what} in use by process {holder.get('pid', '?')} on "
+                              f"{holder.get('host', '?')} (lock {path}); wait for it to finish") from None
+        # the file may have been unlinked by its last holder between open and flock
+        with contextlib.suppress(FileNotFoundError):
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -276,43 +317,34 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
     host for the message. A file left by a dead process is taken over with a note
     on stderr. Raises :class:`MedsegError` naming the folder and the holder's pid.
     """
-    import fcntl
-
     path = lock_path(folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
-        fh = os.fdopen(fd, "r+")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_holder(fh)
-            fh.close()
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            raise MedsegError(f"{folder}: {what} in use by process {holder.get('pid', '?')} on "
-                              f"{holder.get('host', '?')} (lock {path}); wait for it to finish") from None
-        # the file may have been unlinked by its last holder between open and flock
-        with contextlib.suppress(FileNotFoundError):
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                break
-        fh.close()
-    previous = _read_holder(fh)
-    if previous.get("pid") and previous.get("pid") != os.getpid():
-        alive = previous.get("host") == socket.gethostname() and _pid_alive(int(previous["pid"]))
-        state = "still running but not holding it" if alive else "no longer running"
-        print(f"medseg: took over the stale lock {path} of process {previous['pid']} ({state})",
-              file=sys.stderr)
-    fh.seek(0)
-    fh.truncate()
-    fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": what}) + "\n")
-    fh.flush()
+    fd = _acquire(path, folder, what)
     try:
+        previous = _read_holder(fd)
+        if previous.get("pid") and previous.get("pid") != os.getpid():
+            alive = previous.get("host") == socket.gethostname() and _pid_alive(int(previous["pid"]))
+            state = "still running but not holding it" if alive else "no longer running"
+            print(f"medseg: took over the stale lock {path} of process {previous['pid']} ({state})",
+                  file=sys.stderr)
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": what}) + "\n"
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me.encode(), 0)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise _renamed(exc, path) from None
         yield path
-    finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        fh.close()  # closing drops the flock
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if _read_holder(fd).get("pid") == os.getpid():
+                path.unlink()
+        raise
+    finally:
+        os.close(fd)  # closing drops the flock
 
 
 # ----------------------------------------------------------------------------- CSV

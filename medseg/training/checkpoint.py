@@ -21,6 +21,7 @@ state and fits the run's model is used; the others are reported as skipped.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -159,9 +160,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
+        buffer = io.BytesIO()  # serialise first: torch's writer reports a full disk as RuntimeError
+        torch.save(checkpoint, buffer)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                torch.save(checkpoint, fh)
+                fh.write(buffer.getbuffer())
 
 
 def remove_partial_saves(folder: str | os.PathLike) -> list[Path]:

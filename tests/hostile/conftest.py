@@ -158,13 +158,14 @@ def small_fs(tmp_path, can_mount):
 
 
 def fill(folder: Path) -> None:
-    """Fill the file system of ``folder`` up to the last byte."""
-    with open(folder / "filler", "wb") as fh:
-        with contextlib.suppress(OSError):
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        with contextlib.suppress(OSError):
-            while True:
-                fh.write(b"\0")
-                fh.flush()
+    """Fill the file system of ``folder`` up to the last byte (unbuffered writes)."""
+    import os
+
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (65536, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
