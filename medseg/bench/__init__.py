@@ -23,7 +23,9 @@ Sections:
 * ``loader`` (:mod:`.loader`) — the training DataLoader's throughput against the
   slices/s a training step consumes (issue 4);
 * ``predict`` (:mod:`.predict`) — ``medseg predict`` end to end against the pure
-  forward pass (issue 4).
+  forward pass (issue 4);
+* ``predict_ensemble`` (:mod:`.predict`) — ``medseg predict`` with 5 checkpoints and
+  ``--tta`` end to end against 20 forward passes of one network (issue 12).
 """
 
 from __future__ import annotations
@@ -97,6 +99,13 @@ def _predict(options: BenchOptions) -> list[Row]:
     return _lazy(".predict", "bench_predict")(**kwargs)
 
 
+def _predict_ensemble(options: BenchOptions) -> list[Row]:
+    kwargs: dict[str, Any] = {"repeats": options.repeats_or(3), "device": options.device}
+    if options.quick:
+        kwargs.update(size=32, slices=4)
+    return _lazy(".predict", "bench_predict_ensemble")(**kwargs)
+
+
 register_section(
     "regularizers",
     "forward+backward of every regularizer vs a 3×3 conv of the same width; peak extra memory",
@@ -109,5 +118,8 @@ register_section(
     "loader", "training DataLoader throughput vs the slices/s a training step consumes", _loader)
 register_section(
     "predict", "medseg predict end to end vs the forward pass alone", _predict)
+register_section(
+    "predict_ensemble", "medseg predict, 5 checkpoints with --tta, end to end vs 20 forward passes",
+    _predict_ensemble)
 
 __all__ = ["BenchOptions", "Row", "Section", "register_section", "sections"]

@@ -14,6 +14,12 @@ eval batch size) saved as a checkpoint with the structure Lightning writes
 :func:`medseg.bench.measure.paired_times`: one warm-up call each, then
 ``repeats`` interleaved pairs; times are medians, the ratio is the median of the
 per-pair ratios.
+
+Second row (issue 12), :func:`bench_predict_ensemble`: ``medseg predict`` with an
+ensemble of 5 checkpoints (5 seeds of the same network) and ``--tta`` (4 mirrorings:
+20 forward passes per slice), end to end — open 5 checkpoints, read, preprocess,
+20 passes, average the probabilities in memory, write the mask — against 20 forward
+passes of one network over the same slices. Target ≤ 1.3×.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ def bench_predict(repeats: int = 3, *, size: int = 128, slices: int = 48,
     from ..data import read_ct_volume, synth_pancreas
     from ..data.preprocess import preprocess_ct
     from ..data.preprocess import as_cached
-    from ..predict import discover_inputs, load_predictor, predict
+    from ..predict import Predictor, discover_inputs, predict
     from .measure import paired_times, synchronize
 
     with tempfile.TemporaryDirectory(prefix="medseg-bench-predict-", dir=workdir) as tmp:
@@ -82,8 +88,8 @@ def bench_predict(repeats: int = 3, *, size: int = 128, slices: int = 48,
         out = tmp / "out"
 
         # the same preprocessed slices predict feeds the network, in the same batches
-        model, meta = load_predictor(ckpt, device)
-        pre = meta["preprocessing"]
+        member = Predictor(ckpt, device=device).members[0]
+        model, pre = member.model, member.meta["preprocessing"]
         hu, _ = read_ct_volume(series.path)
         x = as_cached(preprocess_ct(hu, pre["window"], pre["size"]))
         dev = next(model.parameters()).device
@@ -117,7 +123,64 @@ def bench_predict(repeats: int = 3, *, size: int = 128, slices: int = 48,
     ]
 
 
+ENSEMBLE, MIRRORINGS = 5, 4
+
+
+def bench_predict_ensemble(repeats: int = 3, *, size: int = 128, slices: int = 48,
+                           device: str = "cpu", workdir: str | None = None) -> list[dict[str, Any]]:
+    """Time predict with 5 checkpoints and --tta end to end vs 20 forward passes of one network."""
+    from ..data import read_ct_volume, synth_pancreas
+    from ..data.preprocess import as_cached, preprocess_ct
+    from ..predict import Predictor, discover_inputs, predict
+    from .measure import paired_times, synchronize
+
+    with tempfile.TemporaryDirectory(prefix="medseg-bench-ensemble-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        root = Path(synth_pancreas(tmp / "pancreas", layout="tcia", cases=1, size=size,
+                                   slices=slices, seed=0))
+        cfg = bench_config(root)
+        batch = int(cfg["eval"]["batch_size"])
+        ckpts = [make_checkpoint({**cfg, "seed": s}, tmp / f"member{s}.ckpt") for s in range(ENSEMBLE)]
+        (series,) = discover_inputs([root / "Pancreas-CT"])
+        out = tmp / "out"
+        member = Predictor(ckpts[0], device=device).members[0]
+        model, pre = member.model, member.meta["preprocessing"]
+        hu, _ = read_ct_volume(series.path)
+        x = as_cached(preprocess_ct(hu, pre["window"], pre["size"]))
+        dev = next(model.parameters()).device
+        passes = ENSEMBLE * MIRRORINGS
+
+        def forward() -> None:
+            with torch.no_grad():
+                for _ in range(passes):
+                    for chunk in x.split(batch):
+                        model(chunk.to(dev))
+            synchronize(dev)
+
+        def end_to_end() -> None:
+            predict(ckpts, [series.source], out, force=True, tta=True, batch_size=batch,
+                    device=str(dev), progress=False)
+
+        t = paired_times(forward, end_to_end, max(1, repeats), dev)
+
+    ratio = float(t["ratio"])
+    judged = (size, slices) == (128, 48)
+    common = {"section": "predict_ensemble", "device": str(dev), "threads": torch.get_num_threads(),
+              "repeats": max(1, repeats), "batch_size": batch,
+              "model": f"{cfg['model']['name']} base {cfg['model']['base_channels']} "
+                       f"depth {cfg['model']['depth']}"}
+    shape = f"{size}×{size}×{slices}"
+    return [
+        {**common, "name": f"predict, ensemble of {ENSEMBLE} + --tta ({shape} DICOM series)",
+         "value": t["candidate_s"], "unit": "s", "runs_s": t["candidate_runs_s"]},
+        {**common, "name": f"{passes} forward passes of one network ({slices} slices)",
+         "value": t["reference_s"], "unit": "s", "runs_s": t["reference_runs_s"]},
+        {**common, "name": f"ensemble predict / {passes} forward passes", "value": ratio, "unit": "×",
+         "target": f"≤ {TARGET_RATIO}", "passed": (ratio <= TARGET_RATIO) if judged else None},
+    ]
+
+
 if __name__ == "__main__":  # pragma: no cover - manual run
-    for row in bench_predict():
+    for row in bench_predict() + bench_predict_ensemble():
         print(f"{row['name']:<60} {row['value']:.3f} {row['unit']}"
               + (f"  target {row['target']}: {row['passed']}" if "target" in row else ""))
