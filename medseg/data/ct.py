@@ -38,6 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import DataError
+from .dicom import non_image_class, truncation
 from .geometry import Geometry
 
 # ITK prints warnings (e.g. "Non uniform sampling") straight to stderr; our own
@@ -46,16 +47,6 @@ sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 #: suffixes read with SimpleITK rather than as DICOM
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
-
-#: SOP classes that may sit next to the slices without being slices
-_NON_IMAGE_SOP_PREFIXES = (
-    "1.2.840.10008.1.3.10",        # Media Storage Directory (DICOMDIR)
-    "1.2.840.10008.5.1.4.1.1.88",  # Structured reports
-    "1.2.840.10008.5.1.4.1.1.481",  # RT objects (RTSTRUCT, RTPLAN, …)
-    "1.2.840.10008.5.1.4.1.1.11",  # presentation states
-    "1.2.840.10008.5.1.4.1.1.66",  # raw data, registration, segmentation-as-SR
-    "1.2.840.10008.5.1.4.1.1.104",  # encapsulated PDF/CDA
-)
 
 #: a slice's distance to its neighbour may deviate this much (fraction of the mean)
 _SPACING_TOLERANCE = 0.1
@@ -183,10 +174,8 @@ def _read_dicom(path: Path):
 
 
 def _is_non_image(ds) -> bool:
-    sop = str(getattr(ds, "SOPClassUID", "") or "")
-    if not sop and getattr(ds, "file_meta", None) is not None:
-        sop = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
-    return bool(sop) and sop.startswith(_NON_IMAGE_SOP_PREFIXES) and "PixelData" not in ds
+    """Objects that may sit next to the slices without being slices (DICOMDIR, SR, RTSTRUCT, …)."""
+    return non_image_class(ds) is not None and "PixelData" not in ds
 
 
 def _transfer_syntax(ds):
@@ -205,12 +194,9 @@ def _check_slice(path: Path, ds) -> None:
         raise DataError(f"{path}: multi-frame DICOM files are not supported in a series")
     if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1:
         raise DataError(f"{path}: not a grayscale CT slice (SamplesPerPixel={ds.SamplesPerPixel})")
-    ts = _transfer_syntax(ds)
-    if ts is None or not ts.is_compressed:
-        expected = int(ds.Rows) * int(ds.Columns) * int(ds.BitsAllocated) // 8
-        got = len(ds.PixelData)
-        if got < expected:
-            raise DataError(f"{path}: truncated DICOM file (pixel data has {got} of {expected} bytes)")
+    problem = truncation(path, ds)  # the one truncation check, shared with medseg predict
+    if problem:
+        raise DataError(f"{path}: {problem}")
 
 
 def _slice_pixels(path: Path, ds) -> np.ndarray:
