@@ -97,14 +97,12 @@ class ZeroChannels:
 
 
 def _run_info_from_config(path: Path, name: str) -> RunInfo:
-    import yaml
-
-    from ..config import validate
-
     cfg_file = path / "config.yaml"
     if not cfg_file.is_file():
         raise MedsegError(f"{path}: not a run folder (no config.yaml)")
-    cfg = validate(yaml.safe_load(cfg_file.read_text()))
+    from ..training.run import read_run_config
+
+    cfg = read_run_config(path)  # one-line errors naming config.yaml; paths against the run folder
     params = {k: v for k, v in cfg["regularizer"].items() if k != "name"}
     m = re.fullmatch(r"repeat(\d+)", path.name)
     return RunInfo(path, name, cfg["data"]["dataset"], cfg["model"]["name"], cfg["regularizer"]["name"],
@@ -145,16 +143,15 @@ class RunEvaluator:
     """Scores one run's best checkpoint on its test split, the way evaluate_run does."""
 
     def __init__(self, run_dir: Path):
-        import yaml
-
-        from ..config import validate
         from ..data.datamodule import SegmentationDataModule
         from ..data.splits import load_split
         from ..training.checkpoint import load_checkpoint
         from ..training.module import SegmentationModule
         from ..training.run import _setup_process, make_trainer
 
-        cfg = validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        from ..training.run import read_run_config
+
+        cfg = read_run_config(run_dir)
         split = load_split(run_dir / "split.json", cfg["data"]["dataset"])
         ckpt_path = run_dir / "checkpoints" / "best.ckpt"
         ckpt = load_checkpoint(ckpt_path)

@@ -169,3 +169,51 @@ def fill(folder: Path) -> None:
                     os.write(fd, b"\0" * size)
     finally:
         os.close(fd)
+
+
+# ----------------------------------------------------------------------------- trained runs
+def tiny_run_config(root: Path, cache: Path, **extra) -> dict:
+    from medseg.config import validate
+
+    cfg = {"data": {"dataset": "pancreas", "root": str(root), "num_cases": 3, "split": [1, 1, 1],
+                    "size": [32, 32], "cache_dir": str(cache)},
+           "model": {"base_channels": 2, "depth": 2},
+           "train": {"epochs": 1, "batch_size": 4, "progress_bar": False, "num_threads": 1,
+                     "accelerator": "cpu"}}
+    for section, values in extra.items():
+        cfg.setdefault(section, {}).update(values)
+    return validate(cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_pancreas, tmp_path_factory) -> Path:
+    """A trained one-epoch run of the tiny set (2-channel U-Net). Copy before changing it."""
+    from medseg.training.run import train_run
+
+    base = tmp_path_factory.mktemp("hostile_runs")
+    run = base / "run"
+    train_run(tiny_run_config(tiny_pancreas, base / "cache"), run, progress=False)
+    return run
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bagls_run(tiny_bagls, tmp_path_factory) -> Path:
+    """A trained one-epoch BAGLS run (frames 32×32), for checkpoints from the wrong dataset."""
+    from medseg.config import validate
+    from medseg.training.run import train_run
+
+    base = tmp_path_factory.mktemp("hostile_runs")
+    cfg = validate({"data": {"dataset": "bagls", "root": str(tiny_bagls), "train_frames": 2, "val_frames": 2,
+                             "size": [32, 32], "cache_dir": str(base / "cache")},
+                    "model": {"base_channels": 2, "depth": 2},
+                    "train": {"epochs": 1, "batch_size": 2, "progress_bar": False, "num_threads": 1,
+                              "accelerator": "cpu"}})
+    train_run(cfg, base / "bagls_run", progress=False)
+    return base / "bagls_run"
