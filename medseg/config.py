@@ -187,6 +187,13 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
                             "use this split.json instead of drawing one (experiment grids share one)"),
         "cache_dir": Field("data/cache", _str(), "where prepared 2D slices are stored"),
         "augment": Field(True, _bool, "MONAI augmentation on the training set (flips, rotations, scales, intensity)"),
+        "foreground_fraction": Field(0.0, _float(lo=0.0, hi=1.0),
+                                     "share of training draws forced to come from slices/frames with foreground "
+                                     "(the rest uniform; nnU-Net: 0.33; 0 = plain shuffle, the paper's)"),
+        "folds": Field(1, _int(lo=1), "Pancreas-CT cross-validation: the selected scans are split into this many "
+                       "test folds (1 = the fixed data.split; with K > 1 data.split[1] is the validation count "
+                       "per fold and the rest train)"),
+        "fold": Field(0, _int(lo=0), "with data.folds > 1: which fold is the test set (0 … folds-1)"),
         "num_workers": Field(0, _int(lo=0), "DataLoader worker processes"),
     },
     "model": {
@@ -212,6 +219,14 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "loss": Field("auto", _choice("auto", "ce", "dice_ce", "ce_dice_ssim"),
                       "auto: ce for pancreas, ce_dice_ssim for bagls (the paper's); dice_ce: "
                       "MONAI DiceCELoss, for short CPU runs on tiny targets"),
+        "dice_batch": Field(True, _bool, "Dice term of dice_ce/ce_dice_ssim over the whole batch (nnU-Net's "
+                            "batch Dice); false: per slice, the old behaviour, which rewards empty predictions "
+                            "on the many slices without foreground"),
+        "dice_include_background": Field(False, _bool, "Dice term also over the background class (false: "
+                                         "foreground only, as nnU-Net)"),
+        "lr_schedule": Field("constant", _choice("constant", "poly"),
+                             "constant (the paper's) or poly: lr·(1 − step/total)^poly_exponent, per step"),
+        "poly_exponent": Field(0.9, _float(lo=0.0), "exponent of the poly schedule (nnU-Net: 0.9)"),
         "accelerator": Field("auto", _choice("auto", "cpu", "gpu", "cuda", "mps"), "Lightning accelerator"),
         "devices": Field(1, _devices, "devices per node (int, list or auto)"),
         "strategy": Field("auto", _str(), "Lightning strategy: auto | ddp | ddp_spawn | …"),
@@ -388,10 +403,11 @@ def validate(raw: Mapping[str, Any], *, require_data: bool = True) -> dict[str, 
         for sub in ("dataset", "root"):
             if cfg["data"][sub] is None:
                 raise ConfigError(f"config key 'data.{sub}' is required")
+    _check_folds(cfg["data"])
     if cfg["data"]["dataset"] == "pancreas":
         if cfg["data"]["layout"] == "bagls":
             raise ConfigError("config key 'data.layout' must be tcia, msd or auto for pancreas")
-        if sum(cfg["data"]["split"]) > cfg["data"]["num_cases"]:
+        if cfg["data"]["folds"] == 1 and sum(cfg["data"]["split"]) > cfg["data"]["num_cases"]:
             raise ConfigError(
                 f"config key 'data.split' asks for {sum(cfg['data']['split'])} scans but "
                 f"data.num_cases is {cfg['data']['num_cases']}"
@@ -399,6 +415,24 @@ def validate(raw: Mapping[str, Any], *, require_data: bool = True) -> dict[str, 
     if cfg["data"]["dataset"] == "bagls" and cfg["data"]["layout"] in ("tcia", "msd"):
         raise ConfigError("config key 'data.layout' must be bagls or auto for bagls")
     return cfg
+
+
+def _check_folds(data: Mapping[str, Any]) -> None:
+    """Cross-validation keys: Pancreas-CT only; every fold keeps a train and a val scan."""
+    k, fold = data["folds"], data["fold"]
+    if k == 1:
+        if fold != 0:
+            raise ConfigError(f"config key 'data.fold' is {fold} but data.folds is 1 (no cross-validation)")
+        return
+    if data["dataset"] == "bagls":
+        raise ConfigError("config key 'data.folds': BAGLS has a fixed official test set (test/); "
+                          "cross-validation (folds > 1) is for Pancreas-CT")
+    if fold >= k:
+        raise ConfigError(f"config key 'data.fold' must be < data.folds ({k}), got {fold}")
+    n, n_val = data["num_cases"], data["split"][1]
+    if k > n or n - -(-n // k) - n_val < 1:
+        raise ConfigError(f"config key 'data.folds': {k} folds of data.num_cases = {n} scans with "
+                          f"{n_val} validation scans (data.split[1]) leave no training scan")
 
 
 def _validate_regularizer(value: Mapping[str, Any]) -> dict[str, Any]:

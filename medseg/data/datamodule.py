@@ -1,7 +1,9 @@
 """The LightningDataModule: cached slices → MONAI transforms → DataLoaders.
 
-* ``train``: every axial slice (or frame) of the training cases, shuffled, with
-  the MONAI augmentation of :mod:`medseg.data.transforms`; items are
+* ``train``: every axial slice (or frame) of the training cases, shuffled — or,
+  with ``data.foreground_fraction`` > 0, drawn by
+  :class:`~medseg.data.sampling.ForegroundSampler` — with the MONAI augmentation of
+  :mod:`medseg.data.transforms`; items are
   ``{"image": (C, H, W) float32, "label": (1, H, W) float32}``.
 * ``val`` / ``test`` (and ``train`` for the train/test gap): one item per case —
   ``{"case_id": str, "image": (N, C, H, W) float32, "native_label": (N, Y, X) uint8,
@@ -30,6 +32,7 @@ from monai.data import DataLoader as MonaiDataLoader
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import SliceCache, prepare
+from .sampling import ForegroundSampler, foreground_slices
 from .transforms import train_transforms
 
 
@@ -111,11 +114,24 @@ class SegmentationDataModule(pl.LightningDataModule):
         transform.set_random_state(seed=int((torch.initial_seed() + rank) % (2**32)))
         return SliceDataset(np.concatenate(images), np.concatenate(labels), transform)
 
+    def train_sampler(self) -> ForegroundSampler | None:
+        """``data.foreground_fraction`` > 0: the foreground-aware sampler; 0: None (a plain shuffle).
+
+        Seeded from torch's seed (``seed_everything``), the same on every DDP rank, so
+        that Lightning's sampler wrapper shards one shared list of draws.
+        """
+        fraction = self.cfg["data"]["foreground_fraction"]
+        if fraction == 0.0:
+            return None
+        return ForegroundSampler(len(self.train_set), foreground_slices(self.train_set.labels), fraction,
+                                 seed=int(torch.initial_seed() % (2**63)))
+
     def train_dataloader(self) -> DataLoader:
         workers = self.cfg["data"]["num_workers"]
+        sampler = self.train_sampler()
         return MonaiDataLoader(
-            self.train_set, batch_size=self.cfg["train"]["batch_size"], shuffle=True,
-            num_workers=workers, persistent_workers=workers > 0, drop_last=False,
+            self.train_set, batch_size=self.cfg["train"]["batch_size"], shuffle=sampler is None,
+            sampler=sampler, num_workers=workers, persistent_workers=workers > 0, drop_last=False,
             pin_memory=torch.cuda.is_available(),
         )
 

@@ -1,11 +1,15 @@
 """``results.csv``: one row per test case of every finished run of a grid.
 
-Columns (:data:`COLUMNS`): ``dataset, model, regularizer, params, repeat, seed,
-case_id, dice, iou, run_dir`` — ``params`` is the method's parameter set as
+Columns (:data:`COLUMNS`): ``dataset, model, regularizer, params, repeat, fold, seed,
+case_id, dice, iou, run_dir`` — ``fold`` the cross-validation fold (0 without
+cross-validation; a file written before the column existed reads as fold 0), ``params`` is the method's parameter set as
 sorted-key JSON (``{}`` for defaults, e.g. ``{"k": 3}``), ``run_dir`` the run
-folder relative to the experiment folder, ``dice``/``iou`` the run's per-case test
-scores exactly as in its ``cases.csv`` (``nan`` for a case left out by
-``eval.empty_score: null``).
+folder relative to the experiment folder, ``dice``/``iou``/``hd95`` (mm)/``nsd`` the
+run's per-case test scores exactly as in its ``cases.csv`` (``nan`` for a case left
+out by an empty-case convention such as ``eval.empty_score: null``),
+``best_val_dice`` the run's best validation DICE (the model-selection score, from
+its ``logs/metrics.csv``; repeated on each of its rows). A file written before
+``hd95``/``nsd``/``best_val_dice`` existed reads them as ``nan``.
 
 How a run's rows get in, safely (:func:`append_run`):
 
@@ -33,8 +37,12 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from ..errors import DataError
 from ..io import atomic_write_text, csv_text
 
-COLUMNS = ["dataset", "model", "regularizer", "params", "repeat", "seed", "case_id", "dice", "iou",
-           "run_dir"]
+COLUMNS = ["dataset", "model", "regularizer", "params", "repeat", "fold", "seed", "case_id", "dice", "iou",
+           "hd95", "nsd", "best_val_dice", "run_dir"]
+#: columns a results file may lack (written before they existed) → the value they then mean
+OPTIONAL = {"fold": "0", "hd95": "nan", "nsd": "nan", "best_val_dice": "nan"}
+#: the float columns
+SCORES = ("dice", "iou", "hd95", "nsd", "best_val_dice")
 FILENAME = "results.csv"
 
 
@@ -67,14 +75,16 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
         return []
     text = p.read_text()
     reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames != COLUMNS:
+    if reader.fieldnames is None or [c for c in COLUMNS if c not in OPTIONAL or c in reader.fieldnames] != \
+            reader.fieldnames:
         raise DataError(f"{p}: not a medseg results file (header {reader.fieldnames}, "
                         f"expected {','.join(COLUMNS)})")
     rows = []
     for i, r in enumerate(reader, start=2):
+        r = {**OPTIONAL, **r}
         try:
-            rows.append({**r, "repeat": int(r["repeat"]), "seed": int(r["seed"]),
-                         "dice": _num(r["dice"]), "iou": _num(r["iou"])})
+            rows.append({**r, "repeat": int(r["repeat"]), "fold": int(r["fold"]), "seed": int(r["seed"]),
+                         **{c: _num(r[c]) for c in SCORES}})
         except (TypeError, ValueError):
             raise DataError(f"{p}: line {i} is not a valid results row") from None
     return rows
@@ -122,5 +132,17 @@ def read_cases_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not p.is_file():
         raise DataError(f"{p}: the run has no test results (cases.csv missing)")
     with open(p, newline="") as fh:
-        return [{"case_id": r["case_id"], "dice": _num(r["dice"]), "iou": _num(r["iou"])}
+        return [{"case_id": r["case_id"], **{c: _num(r.get(c, "nan")) for c in ("dice", "iou", "hd95", "nsd")}}
                 for r in csv.DictReader(fh)]
+
+
+def best_val_dice(run_dir: str | os.PathLike) -> float:
+    """The run's best validation DICE: the largest ``val_dice`` in its ``logs/metrics.csv``
+    (Lightning's CSV log; the value that chose ``best.ckpt``); NaN if validation never ran."""
+    p = Path(run_dir) / "logs" / "metrics.csv"
+    if not p.is_file():
+        return float("nan")
+    with open(p, newline="") as fh:
+        values = [_num(r["val_dice"]) for r in csv.DictReader(fh) if r.get("val_dice") not in (None, "")]
+    values = [v for v in values if v == v]
+    return max(values) if values else float("nan")

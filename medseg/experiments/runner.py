@@ -3,13 +3,17 @@
 Experiment folder ``DIR/``:
 
 ``experiment.yaml``   the resolved experiment (base configs merged, grid normalised,
-                      seeds listed); a later call with a different config is refused
-                      (naming the first differing key) unless ``force``
+                      seeds listed); a later call may *grow* it — more repeats, folds,
+                      methods, sweep values: only the new runs run — but a config that
+                      would change (or drop) a finished run is refused, naming the run
+                      and key, unless ``force``
 ``split.json``        the one split every run uses (``split_<dataset>.json`` per dataset
                       in a multi-dataset grid), drawn once (or copied from the base's
                       ``data.split_file``) and passed to each run as ``data.split_file``
 ``runs/<dataset>/<model>/<method>/repeat<r>/``   ordinary run folders (see
-                      :mod:`medseg.training.run`)
+                      :mod:`medseg.training.run`); ``…/repeat<r>/fold<f>/`` with
+                      ``grid.folds`` > 1 (cross-validation over scans; the folds are
+                      stored in ``split.json``)
 ``results.csv``       per-case rows of the finished runs (:mod:`.results`)
 
 Resume rule: a run is done exactly when its rows are in ``results.csv``. Every other
@@ -76,7 +80,8 @@ class RunJob:
 
 
 def execute_run(job: RunJob) -> list[dict[str, Any]]:
-    """Train and test one run from scratch; return its per-case test scores."""
+    """Train and test one run from scratch; return its per-case test scores (each with
+    the run's ``best_val_dice``)."""
     from ..training.run import is_distributed, train_run
 
     try:
@@ -86,7 +91,8 @@ def execute_run(job: RunJob) -> list[dict[str, Any]]:
             train_run(job.config, job.run_dir, force=True, progress=job.progress)
     except MedsegError as exc:
         raise type(exc)(f"run {job.rel_dir}: {exc}") from None
-    return results_mod.read_cases_csv(Path(job.run_dir) / "cases.csv")
+    best = results_mod.best_val_dice(job.run_dir)
+    return [{**c, "best_val_dice": best} for c in results_mod.read_cases_csv(Path(job.run_dir) / "cases.csv")]
 
 
 def _train_subprocess(job: RunJob) -> None:
@@ -188,20 +194,45 @@ def plain_config(obj: Any) -> Any:
 
 
 def check_folder(out_dir: Path, resolved: Mapping[str, Any], force: bool) -> dict[str, Any] | None:
-    """Refuse a folder holding another experiment (unless force); return the old one."""
+    """Refuse a folder holding another experiment, or a change to a finished run (unless
+    force); return the old experiment when the config differs (None otherwise)."""
     old = load_experiment_file(out_dir)
     if old is None:
         if out_dir.exists() and any(out_dir.iterdir()) and not force:
             raise MedsegError(f"{out_dir}: folder exists and is not an experiment folder "
                               f"(no {EXPERIMENT_FILE}); choose another --out or use --force")
         return None
-    diff = first_difference(comparable(old), comparable(plain_config(dict(resolved))))
-    if diff is not None and not force:
-        key, was, now = diff
-        raise MedsegError(f"{out_dir / EXPERIMENT_FILE}: this folder holds an experiment with a "
-                          f"different config: '{key}' is {was!r} there, {now!r} now (use --force to "
-                          "continue with the new config; runs whose config changed are redone)")
-    return old if diff is not None else None
+    if first_difference(comparable(old), comparable(plain_config(dict(resolved)))) is None:
+        return None
+    conflict = growth_conflict(out_dir, old, expand(resolved))
+    if conflict is not None and not force:
+        raise MedsegError(f"{out_dir / EXPERIMENT_FILE}: {conflict} (use --force to continue with the new "
+                          "config; runs whose config changed are redone, runs that left the grid dropped)")
+    return old
+
+
+def growth_conflict(out_dir: Path, old: Mapping[str, Any], plan: list[RunSpec]) -> str | None:
+    """Why the new plan is more than a growth of the old experiment, or None.
+
+    Growing — more repeats, folds, methods, sweep values — leaves every finished run
+    in the plan with its config unchanged, and needs no ``--force``.
+    """
+    finished = results_mod.finished_runs(out_dir / results_mod.FILENAME)
+    if not finished:
+        return None
+    try:
+        old_cfgs = {s.rel_dir: plain_config(s.config) for s in expand(old)}
+    except MedsegError as exc:
+        return f"the experiment there cannot be expanded any more ({exc})"
+    new_cfgs = {s.rel_dir: plain_config(s.config) for s in plan}
+    for rel in sorted(finished):
+        if rel not in new_cfgs:
+            return f"the finished run {rel} is not in the new grid"
+        diff = first_difference(old_cfgs.get(rel), new_cfgs[rel])
+        if diff is not None:
+            key, was, now = diff
+            return f"the finished run {rel} would change: '{key}' is {was!r} there, {now!r} now"
+    return None
 
 
 def _reconcile(out_dir: Path, old: Mapping[str, Any], plan: list[RunSpec]) -> int:
@@ -222,7 +253,7 @@ def _reconcile(out_dir: Path, old: Mapping[str, Any], plan: list[RunSpec]) -> in
 
 def ensure_splits(out_dir: Path, resolved: Mapping[str, Any]) -> dict[str, Path]:
     """Draw (once) and return the shared split file of every dataset of the grid."""
-    from ..data.splits import load_split, resolve_split, save_split
+    from ..data.splits import full_split, load_split, save_split
 
     paths = {}
     for label, cfg in resolved["datasets"].items():
@@ -230,7 +261,7 @@ def ensure_splits(out_dir: Path, resolved: Mapping[str, Any]) -> dict[str, Path]
         if path.is_file():
             load_split(path, cfg["data"]["dataset"])  # checks it
         else:
-            save_split(resolve_split(cfg["data"]), path)
+            save_split(full_split(cfg["data"]), path)
         paths[label] = path.resolve()
     return paths
 
@@ -266,8 +297,10 @@ def make_job(spec: RunSpec, out_dir: Path, split_path: Path, progress: bool = Fa
 
 def result_rows(spec: RunSpec, cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{"dataset": spec.dataset, "model": spec.model, "regularizer": spec.regularizer,
-             "params": spec.params_json, "repeat": spec.repeat, "seed": spec.seed,
-             "case_id": c["case_id"], "dice": c["dice"], "iou": c["iou"], "run_dir": spec.rel_dir}
+             "params": spec.params_json, "repeat": spec.repeat, "fold": spec.fold, "seed": spec.seed,
+             "case_id": c["case_id"], "dice": c["dice"], "iou": c["iou"],
+             "hd95": c.get("hd95", float("nan")), "nsd": c.get("nsd", float("nan")),
+             "best_val_dice": c.get("best_val_dice", float("nan")), "run_dir": spec.rel_dir}
             for c in cases]
 
 

@@ -25,6 +25,19 @@ from .losses import build_loss, supervised_loss
 from .metrics import CaseScore, SegmentationScores
 
 
+def poly_factor(total_steps: int, exponent: float):
+    """The poly schedule's factor at optimizer step ``step``: (1 − step/total)^exponent.
+
+    ``lr = lr0 · poly_factor(total, e)(step)`` (nnU-Net: e = 0.9), applied per step,
+    so the last of ``total`` steps trains at lr0·(1/total)^e and the rate reaches 0
+    only after the schedule ends.
+    """
+    def factor(step: int) -> float:
+        return max(0.0, 1.0 - step / total_steps) ** exponent
+
+    return factor
+
+
 class SegmentationModule(pl.LightningModule):
     """U-Net family + regularizer, trained with the protocol's loss and Adam."""
 
@@ -36,7 +49,9 @@ class SegmentationModule(pl.LightningModule):
             m["name"], in_channels(cfg), 2, base_channels=m["base_channels"], depth=m["depth"],
             norm=m["norm"], regularizer=cfg["regularizer"], **_model_options(m),
         )
-        self.loss = build_loss(cfg["train"]["loss"], cfg["data"]["dataset"])
+        t = cfg["train"]
+        self.loss = build_loss(t["loss"], cfg["data"]["dataset"], dice_batch=t["dice_batch"],
+                               dice_include_background=t["dice_include_background"])
         self._rows: list[CaseScore] = []
         #: per-case rows of the last test run (filled on every rank after gathering)
         self.test_rows: list[CaseScore] = []
@@ -55,8 +70,13 @@ class SegmentationModule(pl.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg["train"]
-        return torch.optim.Adam(self.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
-                                eps=t["eps"], weight_decay=t["weight_decay"])
+        optimizer = torch.optim.Adam(self.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
+                                     eps=t["eps"], weight_decay=t["weight_decay"])
+        if t["lr_schedule"] == "constant":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_factor(total, t["poly_exponent"]))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ eval
     def _score_case(self, batch: dict[str, Any], boundary: bool) -> None:
