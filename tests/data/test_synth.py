@@ -145,3 +145,54 @@ def test_bagls_frames_variety():
         ring = ndimage.binary_dilation(m, iterations=4) & ~m
         assert gray[m].mean() < gray[ring].mean() - 10
     assert len({f.meta["hospital"] for f in frames}) >= 3
+
+
+# --- pinned output ------------------------------------------------------------------------
+# The synthetic data feed every figure the project reports, so the generators must not drift
+# silently. These digests were taken from the generators before their readability refactor
+# (issue 14) and still hold after it. If you change the phantom on purpose, update them here
+# and re-measure what depends on the data (the demo table, the benches).
+
+def _array_digest(*arrays: np.ndarray) -> str:
+    """sha256 over dtype, shape and bytes of each array."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(repr((a.dtype.str, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+PINNED_PANCREAS = {  # case index → digest of (rint(HU) as int16, label), seed 0, 64×64×16
+    0: "067bbb759d515309e14acaa881506c46d747b09f9e5935312563e3514e74ff6a",
+    1: "536fb1ad7a8d903116adb2fc0721c2a3cd11b180500943a721fe738e96950337",
+}
+PINNED_BAGLS = {  # (split, frame) → digest of (image, mask), seed 0: open gray (H2), closed, colour (H3)
+    ("training", 0): "7e002ca569a165ee41325ae1f618f98051d2594406a03fcc7eb6ee12fddd485b",
+    ("training", 3): "689caabe7fb3edc891c3456d9cf958bc5a2afe7ede6fb045db840edc033be594",
+    ("training", 30): "c57ec41f5fd0b4f96f29375a8af9d8a55e6e92fef6e4b10d82a8fb470e056a0b",
+    ("test", 4): "5469ac211e824471d90d6f11cbf5f3454236989d8ecdd8a7123ff876d99e71e8",
+}
+
+
+@pytest.mark.parametrize("index", sorted(PINNED_PANCREAS))
+def test_pancreas_phantom_pinned(index):
+    ph = pancreas_phantom(index, seed=0, size=64, slices=16)
+    assert ph.hu.dtype == np.float32 and ph.label.dtype == np.uint8
+    digest = _array_digest(np.rint(ph.hu).astype(np.int16), ph.label)
+    assert digest == PINNED_PANCREAS[index], "the phantom changed; see the note above PINNED_PANCREAS"
+
+
+def test_pancreas_phantom_pinned_geometry():
+    ph = pancreas_phantom(0, seed=0, size=64, slices=16)
+    assert ph.geometry.size == (64, 64, 16)
+    assert ph.geometry.spacing == (6.1785, 6.1785, 7.956)
+    assert ph.geometry.origin == (-206.027, -199.028, -199.083)
+    assert ph.rescale == sp.RESCALE[0]
+    assert set(np.unique(ph.label)) == {0, 1, 2}   # case 0 carries a tumour
+
+
+@pytest.mark.parametrize("split,index", sorted(PINNED_BAGLS))
+def test_bagls_frame_pinned(split, index):
+    f = bagls_frame(index, split, 0)
+    assert _array_digest(f.image, f.mask) == PINNED_BAGLS[(split, index)], \
+        "the BAGLS generator changed; see the note above PINNED_PANCREAS"
