@@ -230,3 +230,21 @@ def test_extra_sections_are_appended(tmp_path):
     assert md.index("## What Heuristic Dropout dropped") < md.index("## Files")
     assert "- `drops.txt`" in md
     json.dumps(md)  # plain text
+
+
+def test_default_report_has_the_heuristic_drops_section_when_runs_have_drops(tmp_path):
+    from medseg.io import csv_text
+    from medseg.regularizers.diagnostics import COLUMNS as DROP_COLUMNS
+
+    exp = tmp_path / "exp"
+    write_grid(exp, repeats=1)
+    write_report(exp, qualitative=False)
+    assert "What Heuristic Dropout dropped" not in (exp / "report" / "report.md").read_text()
+    row = {c: 0.25 for c in DROP_COLUMNS}
+    row.update(slot="model.bottleneck.reg", channels=64, spatial="4x4", dead_fraction=0.5)
+    run = exp / "runs/pancreas/unet/heuristic/repeat0/fold0"
+    run.mkdir(parents=True)
+    (run / "drops.csv").write_text(csv_text(DROP_COLUMNS, [row]))
+    write_report(exp, qualitative=False, force=True)
+    md = (exp / "report" / "report.md").read_text()
+    assert "## What Heuristic Dropout dropped" in md and "`model.bottleneck.reg`" in md and "50" in md

@@ -24,8 +24,15 @@ from .tables import (METRIC_NAMES, cell_text, comparison_markdown, failed_markdo
 
 #: an optional section: (experiment folder, report folder) → Markdown lines
 Section = Callable[[Path, Path], list[str]]
-#: the optional sections every report appends (hook: add e.g. the Heuristic Dropout drops section)
-EXTRA_SECTIONS: tuple[Section, ...] = ()
+def heuristic_drops(exp_dir: Path, out: Path) -> list[str]:
+    """"What Heuristic Dropout dropped", from the runs' ``drops.csv`` (empty without them)."""
+    from ..drops import drops_section
+
+    return drops_section(exp_dir)
+
+
+#: the optional sections every report appends
+EXTRA_SECTIONS: tuple[Section, ...] = (heuristic_drops,)
 
 
 # --------------------------------------------------------------------------- setup
