@@ -120,8 +120,13 @@ def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool
     if not for_eval and run_dir is not None:
         callbacks.append(ModelCheckpoint(
             dirpath=run_dir / "checkpoints", filename="best", monitor="val_dice", mode="max",
-            save_top_k=1, save_last=True, enable_version_counter=False,
-            auto_insert_metric_name=False,
+            save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False,
+        ))
+        # last.ckpt at every epoch end: Lightning's save_last=True saves it only in epochs
+        # that improved the best, so a run killed later would lose every epoch since then
+        callbacks.append(ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+            save_on_train_epoch_end=True, enable_version_counter=False, auto_insert_metric_name=False,
         ))
         callbacks.append(LearningRateMonitor(logging_interval="step"))  # `lr-Adam` in the logs
         loggers = [HistoryCSVLogger(run_dir, name="logs", version=""),
