@@ -30,7 +30,7 @@ from .errors import expected_failure
 #: which adds its parser and sets ``func`` (called with the parsed args).
 COMMANDS = [
     "data", "train", "evaluate", "predict", "experiment", "report", "coadapt",
-    "drops", "bench", "regularizers",
+    "drops", "bench", "regularizers", "config",
 ]
 
 

@@ -1,28 +1,37 @@
 """Run configuration: load YAML, apply dotted ``key=value`` overrides, validate.
 
-A run config has five top-level keys — ``data``, ``model``, ``regularizer``,
-``train``, ``eval`` — plus ``seed``. Every key below is documented in
-:data:`SCHEMA` with its default; a config file only needs the keys it changes.
-``regularizer`` holds ``name`` plus that regularizer's own parameters (checked
-against its constructor by the regularizer registry).
+A run config has five sections — ``data``, ``model``, ``regularizer``, ``train``,
+``eval`` — plus ``seed``. Each section is one typed object (:class:`DataConfig`,
+:class:`ModelConfig`, :class:`RegularizerConfig`, :class:`TrainConfig`,
+:class:`EvalConfig`, together :class:`RunConfig`) that owns its keys' defaults,
+one-line docs and checks (:func:`key`); a config file only needs the keys it
+changes. ``regularizer`` holds ``name`` plus that regularizer's own parameters:
+those are its constructor's arguments, checked by building one (one source of
+truth); ``model.name`` is checked against the model registry.
+
+Why plain dataclasses (not pydantic or OmegaConf): no extra dependency, and the
+resolved config stays plain data — the dict form (:meth:`RunConfig.as_dict`) is
+what runs write to ``config.yaml``, checkpoints carry (``weights_only`` loading
+accepts it) and Ray ships to workers. Read it typed with :func:`typed`.
 
 Unknown keys and bad values raise :class:`~medseg.errors.ConfigError` naming the
 key, e.g. ``config key 'train.epoch' is unknown (train has: batch_size, epochs, …)``.
+``medseg config show CFG [key=value …]`` prints a resolved config with every doc.
 
 Example::
 
     cfg = load_config("configs/cpu/pancreas_unet.yaml",
                       ["regularizer.name=heuristic", "regularizer.k=3"])
-    cfg["train"]["epochs"]
+    cfg["train"]["epochs"], typed(cfg).train.epochs
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import yaml
 
@@ -31,13 +40,13 @@ from .errors import ConfigError
 # --------------------------------------------------------------------------- fields
 
 
-@dataclass(frozen=True)
-class Field:
-    """One config key: its default, a converter that validates, and a docstring."""
+Converter = Callable[[str, Any], Any]
 
-    default: Any
-    convert: Callable[[str, Any], Any]
-    doc: str = ""
+
+def key(default: Any, check: Converter, doc: str) -> Any:
+    """A config key of a section: its default, its check (``check(dotted_key, value)``
+    returns the value converted or raises a ConfigError naming the key) and a one-line doc."""
+    return field(default_factory=lambda: copy.deepcopy(default), metadata={"check": check, "doc": doc})
 
 
 def _int(lo: int | None = None, hi: int | None = None, optional: bool = False):
@@ -150,6 +159,13 @@ def _split(key: str, v: Any) -> list[int]:
     return out
 
 
+def _model_name(key: str, v: Any) -> str:
+    """A model registry key (the registry is the one list of names)."""
+    from .models.registry import available  # local: models import torch
+
+    return _choice(*available())(key, v)
+
+
 def _devices(key: str, v: Any) -> Any:
     if v == "auto" or isinstance(v, list):
         return v
@@ -164,109 +180,224 @@ def _limit(key: str, v: Any) -> Any:
     return _int(lo=1)(key, v)
 
 
-SCHEMA: dict[str, dict[str, Field] | Field] = {
-    "seed": Field(0, _int(lo=0), "seed of the run: weights, augmentation, dropout masks"),
-    "data": {
-        "dataset": Field(None, _choice("pancreas", "bagls"), "which dataset: pancreas | bagls"),
-        "root": Field(None, _str(), "dataset root folder (see data/README.md)"),
-        "layout": Field("auto", _choice("auto", "tcia", "msd", "bagls"),
-                        "on-disk layout: tcia | msd (Pancreas-CT), bagls; auto detects"),
-        "size": Field([128, 128], _pair(_int(lo=8), allow_scalar=True),
-                      "slice/frame size [H, W] after resizing (an int means square)"),
-        "window": Field([-100.0, 240.0], _pair(_float(), ordered=True),
-                        "CT intensity window in HU, mapped to [0, 1]"),
-        "num_cases": Field(12, _int(lo=2), "Pancreas-CT: scans drawn at random from the dataset"),
-        "split": Field([8, 2, 2], _split, "Pancreas-CT: [train, val, test] scans (split by scan)"),
-        "train_frames": Field(3000, _int(lo=1), "BAGLS: random training subset size"),
-        "val_frames": Field(500, _int(lo=1), "BAGLS: validation frames drawn from the rest of training/"),
-        "test_frames": Field(None, _int(lo=1, optional=True), "BAGLS: limit test/ to this many frames (null: all)"),
-        "merge_tumour": Field(True, _bool, "MSD layout: merge label 2 (tumour) into pancreas"),
-        "channels": Field(1, _choice(1, 3), "input channels the network sees (BAGLS RGB frames: 1 = grayscale, 3 = RGB)"),
-        "split_seed": Field(0, _int(lo=0), "seed of the subset/split draw (recorded in split.json)"),
-        "split_file": Field(None, _str(optional=True),
-                            "use this split.json instead of drawing one (experiment grids share one)"),
-        "cache_dir": Field("data/cache", _str(), "where prepared 2D slices are stored"),
-        "augment": Field(True, _bool, "MONAI augmentation on the training set (flips, rotations, scales, intensity)"),
-        "foreground_fraction": Field(0.0, _float(lo=0.0, hi=1.0),
-                                     "share of training draws forced to come from slices/frames with foreground "
-                                     "(the rest uniform; nnU-Net: 0.33; 0 = plain shuffle, the paper's)"),
-        "folds": Field(1, _int(lo=1), "Pancreas-CT cross-validation: the selected scans are split into this many "
-                       "test folds (1 = the fixed data.split; with K > 1 data.split[1] is the validation count "
-                       "per fold and the rest train)"),
-        "fold": Field(0, _int(lo=0), "with data.folds > 1: which fold is the test set (0 … folds-1)"),
-        "num_workers": Field(0, _int(lo=0), "DataLoader worker processes"),
-    },
-    "model": {
-        "name": Field("unet", _choice("unet", "attention_unet", "unet3plus"),
-                      "architecture: unet | attention_unet | unet3plus"),
-        "base_channels": Field(16, _int(lo=1), "channels of the first stage (doubled per stage); paper 64"),
-        "depth": Field(4, _int(lo=1, hi=6), "number of down-sampling steps"),
-        "norm": Field("batch", _choice("batch", "instance"), "normalisation in the conv blocks"),
-        "deep_supervision": Field(False, _bool, "UNet3+: deep supervision heads (training only)"),
-        "cat_channels": Field(None, _int(lo=1, optional=True),
-                              "UNet3+: channels per full-scale skip (null: base_channels)"),
-    },
-    "regularizer": {
-        "name": Field("none", _str(), "regularizer in every slot (see `medseg regularizers`)"),
-    },
-    "train": {
-        "epochs": Field(5, _int(lo=1), "training epochs"),
-        "batch_size": Field(16, _int(lo=1), "slices per training batch"),
-        "lr": Field(1e-3, _float(lo=0.0), "Adam learning rate"),
-        "betas": Field([0.9, 0.999], _pair(_float(lo=0.0, hi=1.0)), "Adam betas"),
-        "eps": Field(1e-8, _float(lo=0.0), "Adam epsilon"),
-        "weight_decay": Field(0.0, _float(lo=0.0), "Adam weight decay"),
-        "loss": Field("auto", _choice("auto", "ce", "dice_ce", "ce_dice_ssim"),
-                      "auto: ce for pancreas, ce_dice_ssim for bagls (the paper's); dice_ce: "
-                      "MONAI DiceCELoss, for short CPU runs on tiny targets"),
-        "dice_batch": Field(True, _bool, "Dice term of dice_ce/ce_dice_ssim over the whole batch (nnU-Net's "
-                            "batch Dice); false: per slice, the old behaviour, which rewards empty predictions "
-                            "on the many slices without foreground"),
-        "dice_include_background": Field(False, _bool, "Dice term also over the background class (false: "
-                                         "foreground only, as nnU-Net)"),
-        "lr_schedule": Field("constant", _choice("constant", "poly"),
-                             "constant (the paper's) or poly: lr·(1 − step/total)^poly_exponent, per step"),
-        "poly_exponent": Field(0.9, _float(lo=0.0), "exponent of the poly schedule (nnU-Net: 0.9)"),
-        "accelerator": Field("auto", _choice("auto", "cpu", "gpu", "cuda", "mps"), "Lightning accelerator"),
-        "devices": Field(1, _devices, "devices per node (int, list or auto)"),
-        "strategy": Field("auto", _str(), "Lightning strategy: auto | ddp | ddp_spawn | …"),
-        "num_nodes": Field(1, _int(lo=1), "nodes (multi-node DDP, e.g. under SLURM)"),
-        "precision": Field("auto", _choice("auto", "32", "32-true", "16-mixed", "bf16-mixed"),
-                           "auto: 16-mixed on GPU, 32 on CPU"),
-        "num_threads": Field(None, _int(lo=1, optional=True), "CPU threads for torch (null: torch default)"),
-        "limit_train_batches": Field(None, _limit, "cap on batches per epoch (int) or fraction (float)"),
-        "check_val_every_n_epoch": Field(1, _int(lo=1), "validate every N epochs"),
-        "log_every_n_steps": Field(10, _int(lo=1), "logging interval in steps"),
-        "deterministic": Field(True, _bool, "deterministic algorithms (same seed → same result on CPU)"),
-        "progress_bar": Field(True, _bool, "Lightning's progress bar"),
-    },
-    "eval": {
-        "empty_score": Field(1.0, _float(lo=0.0, hi=1.0, optional=True),
-                             "score of a case where prediction and label are both empty (null: leave the case out)"),
-        "batch_size": Field(32, _int(lo=1), "slices per forward pass at evaluation/prediction"),
-        "nsd_tolerance_mm": Field(2.0, _float(lo=0.0), "tolerance of the normalised surface Dice (NSD), mm "
-                                  "(BAGLS: pixels)"),
-        "empty_hd95": Field(0.0, _float(lo=0.0, optional=True),
-                            "HD95 (mm) of a case where prediction and label are both empty (null: leave "
-                            "the case out of the HD95 mean)"),
-        "missing_hd95": Field("diagonal", _distance_or_diagonal,
-                              "HD95 (mm) when exactly one of prediction and label is empty: diagonal (the "
-                              "case's grid diagonal, the worst possible value), a number, or null (leave out)"),
-    },
-}
+class Section:
+    """A config section: a dataclass whose fields are made with :func:`key`.
 
-SECTIONS = tuple(k for k, v in SCHEMA.items() if isinstance(v, dict))
+    Read it typed (``cfg.train.epochs``) or as a mapping (``cfg["train"]["epochs"]``):
+    the resolved config the rest of medseg passes around, writes to YAML and stores in
+    checkpoints is the plain-dict form, :meth:`as_dict`.
+    """
+
+    name_: ClassVar[str]
+
+    @classmethod
+    def keys_doc(cls) -> dict[str, str]:
+        """Each key's one-line doc."""
+        return {f.name: f.metadata["doc"] for f in fields(cls)}
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> "Section":
+        """Check every key of ``raw`` (unknown keys and bad values name the key); defaults fill the rest."""
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"config key '{cls.name_}' must be a mapping of {cls.name_}.* keys")
+        checks = {f.name: f.metadata["check"] for f in fields(cls)}
+        values = {}
+        for sub, v in raw.items():
+            if sub not in checks:
+                raise ConfigError(f"config key '{cls.name_}.{sub}' is unknown "
+                                  f"({cls.name_} has: {', '.join(sorted(checks))})")
+            values[sub] = checks[sub](f"{cls.name_}.{sub}", v)
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass
+class DataConfig(Section):
+    """Where the data is and how it becomes 2D training slices (Pancreas-CT scans or BAGLS frames)."""
+
+    name_: ClassVar[str] = "data"
+    dataset: str | None = key(None, _choice("pancreas", "bagls"), "which dataset: pancreas | bagls")
+    root: str | None = key(None, _str(), "dataset root folder (see data/README.md)")
+    layout: str = key("auto", _choice("auto", "tcia", "msd", "bagls"),
+                      "on-disk layout: tcia | msd (Pancreas-CT), bagls; auto detects")
+    size: list[int] = key([128, 128], _pair(_int(lo=8), allow_scalar=True),
+                          "slice/frame size [H, W] after resizing (an int means square)")
+    window: list[float] = key([-100.0, 240.0], _pair(_float(), ordered=True),
+                              "CT intensity window in HU, mapped to [0, 1]")
+    num_cases: int = key(12, _int(lo=2), "Pancreas-CT: scans drawn at random from the dataset")
+    split: list[int] = key([8, 2, 2], _split, "Pancreas-CT: [train, val, test] scans (split by scan)")
+    train_frames: int = key(3000, _int(lo=1), "BAGLS: random training subset size")
+    val_frames: int = key(500, _int(lo=1), "BAGLS: validation frames drawn from the rest of training/")
+    test_frames: int | None = key(None, _int(lo=1, optional=True), "BAGLS: limit test/ to this many frames (null: all)")
+    merge_tumour: bool = key(True, _bool, "MSD layout: merge label 2 (tumour) into pancreas")
+    channels: int = key(1, _choice(1, 3), "input channels the network sees (BAGLS RGB frames: 1 = grayscale, 3 = RGB)")
+    split_seed: int = key(0, _int(lo=0), "seed of the subset/split draw (recorded in split.json)")
+    split_file: str | None = key(None, _str(optional=True),
+                                 "use this split.json instead of drawing one (experiment grids share one)")
+    cache_dir: str = key("data/cache", _str(), "where prepared 2D slices are stored")
+    augment: bool = key(True, _bool, "MONAI augmentation on the training set (flips, rotations, scales, intensity)")
+    foreground_fraction: float = key(0.0, _float(lo=0.0, hi=1.0),
+                                     "share of training draws forced to come from slices/frames with foreground "
+                                     "(the rest uniform; nnU-Net: 0.33; 0 = plain shuffle, the paper's)")
+    folds: int = key(1, _int(lo=1), "Pancreas-CT cross-validation: the selected scans are split into this many "
+                     "test folds (1 = the fixed data.split; with K > 1 data.split[1] is the validation count "
+                     "per fold and the rest train)")
+    fold: int = key(0, _int(lo=0), "with data.folds > 1: which fold is the test set (0 … folds-1)")
+    num_workers: int = key(0, _int(lo=0), "DataLoader worker processes")
+
+
+@dataclass
+class ModelConfig(Section):
+    """The network: architecture, width, depth, normalisation."""
+
+    name_: ClassVar[str] = "model"
+    name: str = key("unet", _model_name, "architecture: a key of the model registry (medseg.models)")
+    base_channels: int = key(16, _int(lo=1), "channels of the first stage (doubled per stage); paper 64")
+    depth: int = key(4, _int(lo=1, hi=6), "number of down-sampling steps")
+    norm: str = key("batch", _choice("batch", "instance"), "normalisation in the conv blocks")
+    deep_supervision: bool = key(False, _bool, "UNet3+: deep supervision heads (training only)")
+    cat_channels: int | None = key(None, _int(lo=1, optional=True),
+                                   "UNet3+: channels per full-scale skip (null: base_channels)")
+
+
+@dataclass
+class RegularizerConfig(Section):
+    """The regularizer in every slot, by registry key, and its parameters.
+
+    The parameters are not listed here: they are the regularizer's constructor
+    arguments, checked by building one (:func:`medseg.regularizers.check_params`).
+    """
+
+    name_: ClassVar[str] = "regularizer"
+    name: str = key("none", _str(), "regularizer in every slot (see `medseg regularizers`)")
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def keys_doc(cls) -> dict[str, str]:
+        return {"name": cls.__dataclass_fields__["name"].metadata["doc"]}
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> "RegularizerConfig":
+        from .regularizers import check_params  # local: regularizers import torch
+
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise ConfigError("config key 'regularizer' must be a mapping of regularizer.* keys")
+        params = dict(raw)
+        name = _str()("regularizer.name", params.pop("name", "none"))
+        try:
+            return cls(name, check_params(name, params))
+        except ConfigError:
+            raise
+        except Exception as exc:  # registry raises MedsegError subclasses; re-key them
+            raise ConfigError(f"config key 'regularizer': {exc}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **copy.deepcopy(self.params)}
+
+
+@dataclass
+class TrainConfig(Section):
+    """Optimiser, loss, schedule and the Lightning Trainer."""
+
+    name_: ClassVar[str] = "train"
+    epochs: int = key(5, _int(lo=1), "training epochs")
+    batch_size: int = key(16, _int(lo=1), "slices per training batch")
+    lr: float = key(1e-3, _float(lo=0.0), "Adam learning rate")
+    betas: list[float] = key([0.9, 0.999], _pair(_float(lo=0.0, hi=1.0)), "Adam betas")
+    eps: float = key(1e-8, _float(lo=0.0), "Adam epsilon")
+    weight_decay: float = key(0.0, _float(lo=0.0), "Adam weight decay")
+    loss: str = key("auto", _choice("auto", "ce", "dice_ce", "ce_dice_ssim"),
+                    "auto: ce for pancreas, ce_dice_ssim for bagls (the paper's); dice_ce: "
+                    "MONAI DiceCELoss, for short CPU runs on tiny targets")
+    dice_batch: bool = key(True, _bool, "Dice term of dice_ce/ce_dice_ssim over the whole batch (nnU-Net's "
+                           "batch Dice); false: per slice, the old behaviour, which rewards empty predictions "
+                           "on the many slices without foreground")
+    dice_include_background: bool = key(False, _bool, "Dice term also over the background class (false: "
+                                        "foreground only, as nnU-Net)")
+    lr_schedule: str = key("constant", _choice("constant", "poly"),
+                           "constant (the paper's) or poly: lr·(1 − step/total)^poly_exponent, per step")
+    poly_exponent: float = key(0.9, _float(lo=0.0), "exponent of the poly schedule (nnU-Net: 0.9)")
+    accelerator: str = key("auto", _choice("auto", "cpu", "gpu", "cuda", "mps"), "Lightning accelerator")
+    devices: int | str | list = key(1, _devices, "devices per node (int, list or auto)")
+    strategy: str = key("auto", _str(), "Lightning strategy: auto | ddp | ddp_spawn | …")
+    num_nodes: int = key(1, _int(lo=1), "nodes (multi-node DDP, e.g. under SLURM)")
+    precision: str = key("auto", _choice("auto", "32", "32-true", "16-mixed", "bf16-mixed"),
+                         "auto: 16-mixed on GPU, 32 on CPU")
+    num_threads: int | None = key(None, _int(lo=1, optional=True), "CPU threads for torch (null: torch default)")
+    limit_train_batches: int | float | None = key(None, _limit, "cap on batches per epoch (int) or fraction (float)")
+    check_val_every_n_epoch: int = key(1, _int(lo=1), "validate every N epochs")
+    log_every_n_steps: int = key(10, _int(lo=1), "logging interval in steps")
+    deterministic: bool = key(True, _bool, "deterministic algorithms (same seed → same result on CPU)")
+    progress_bar: bool = key(True, _bool, "Lightning's progress bar")
+
+
+@dataclass
+class EvalConfig(Section):
+    """Per-case scoring on the native grid: empty-case conventions, boundary metrics."""
+
+    name_: ClassVar[str] = "eval"
+    empty_score: float | None = key(1.0, _float(lo=0.0, hi=1.0, optional=True),
+                                    "score of a case where prediction and label are both empty (null: leave the case out)")
+    batch_size: int = key(32, _int(lo=1), "slices per forward pass at evaluation/prediction")
+    nsd_tolerance_mm: float = key(2.0, _float(lo=0.0), "tolerance of the normalised surface Dice (NSD), mm "
+                                  "(BAGLS: pixels)")
+    empty_hd95: float | None = key(0.0, _float(lo=0.0, optional=True),
+                                   "HD95 (mm) of a case where prediction and label are both empty (null: leave "
+                                   "the case out of the HD95 mean)")
+    missing_hd95: float | str | None = key("diagonal", _distance_or_diagonal,
+                                           "HD95 (mm) when exactly one of prediction and label is empty: diagonal (the "
+                                           "case's grid diagonal, the worst possible value), a number, or null (leave out)")
+
+
+@dataclass
+class RunConfig:
+    """A whole run config: ``seed`` and one typed object per section.
+
+    ``RunConfig.from_mapping(raw).as_dict()`` is what :func:`validate` returns.
+    """
+
+    seed: int = key(0, _int(lo=0), "seed of the run: weights, augmentation, dropout masks")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> "RunConfig":
+        known = [f.name for f in fields(cls)]
+        for name in raw:
+            if name not in known:
+                raise ConfigError(f"config key '{name}' is unknown (known: {', '.join(known)})")
+        out = cls(**{name: SECTION_TYPES[name].from_mapping(raw[name]) for name in SECTIONS if name in raw})
+        if "seed" in raw:
+            out.seed = _int(lo=0)("seed", raw["seed"])
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, **{name: getattr(self, name).as_dict() for name in SECTIONS}}
+
+
+#: section name → its typed object
+SECTION_TYPES: dict[str, type[Section]] = {
+    c.name_: c for c in (DataConfig, ModelConfig, RegularizerConfig, TrainConfig, EvalConfig)}
+SECTIONS = tuple(SECTION_TYPES)
 
 
 def defaults() -> dict[str, Any]:
     """The config with every key at its default (``data.dataset``/``data.root`` are None)."""
-    out: dict[str, Any] = {}
-    for key, spec in SCHEMA.items():
-        if isinstance(spec, dict):
-            out[key] = {k: copy.deepcopy(f.default) for k, f in spec.items()}
-        else:
-            out[key] = copy.deepcopy(spec.default)
-    return out
+    return RunConfig().as_dict()
+
+
+def typed(cfg: Mapping[str, Any]) -> RunConfig:
+    """The typed view of a resolved (or raw) config: ``typed(cfg).train.epochs``."""
+    return RunConfig.from_mapping(cfg)
 
 
 # --------------------------------------------------------------------------- loading
@@ -377,44 +508,27 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
 
 
 def validate(raw: Mapping[str, Any], *, require_data: bool = True) -> dict[str, Any]:
-    """Check every key against :data:`SCHEMA`, fill defaults, return a new config."""
-    cfg = defaults()
-    for key, value in raw.items():
-        if key not in SCHEMA:
-            raise ConfigError(f"config key '{key}' is unknown (known: {', '.join(SCHEMA)})")
-        spec = SCHEMA[key]
-        if isinstance(spec, Field):
-            cfg[key] = spec.convert(key, value)
-            continue
-        if value is None:
-            continue
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}' must be a mapping of {key}.* keys")
-        if key == "regularizer":
-            cfg[key] = _validate_regularizer(value)
-            continue
-        for sub, v in value.items():
-            if sub not in spec:
-                raise ConfigError(
-                    f"config key '{key}.{sub}' is unknown ({key} has: {', '.join(sorted(spec))})"
-                )
-            cfg[key][sub] = spec[sub].convert(f"{key}.{sub}", v)
+    """Check every key (:class:`RunConfig`), fill defaults, return the resolved config as a dict."""
+    cfg = RunConfig.from_mapping(raw)
+    _check_data(cfg.data, require_data)
+    return cfg.as_dict()
+
+
+def _check_data(data: DataConfig, require_data: bool) -> None:
+    """Checks across ``data`` keys (each key alone is checked by its section)."""
     if require_data:
         for sub in ("dataset", "root"):
-            if cfg["data"][sub] is None:
+            if getattr(data, sub) is None:
                 raise ConfigError(f"config key 'data.{sub}' is required")
-    _check_folds(cfg["data"])
-    if cfg["data"]["dataset"] == "pancreas":
-        if cfg["data"]["layout"] == "bagls":
+    _check_folds(data.as_dict())
+    if data.dataset == "pancreas":
+        if data.layout == "bagls":
             raise ConfigError("config key 'data.layout' must be tcia, msd or auto for pancreas")
-        if cfg["data"]["folds"] == 1 and sum(cfg["data"]["split"]) > cfg["data"]["num_cases"]:
-            raise ConfigError(
-                f"config key 'data.split' asks for {sum(cfg['data']['split'])} scans but "
-                f"data.num_cases is {cfg['data']['num_cases']}"
-            )
-    if cfg["data"]["dataset"] == "bagls" and cfg["data"]["layout"] in ("tcia", "msd"):
+        if data.folds == 1 and sum(data.split) > data.num_cases:
+            raise ConfigError(f"config key 'data.split' asks for {sum(data.split)} scans but "
+                              f"data.num_cases is {data.num_cases}")
+    if data.dataset == "bagls" and data.layout in ("tcia", "msd"):
         raise ConfigError("config key 'data.layout' must be bagls or auto for bagls")
-    return cfg
 
 
 def _check_folds(data: Mapping[str, Any]) -> None:
@@ -433,21 +547,6 @@ def _check_folds(data: Mapping[str, Any]) -> None:
     if k > n or n - -(-n // k) - n_val < 1:
         raise ConfigError(f"config key 'data.folds': {k} folds of data.num_cases = {n} scans with "
                           f"{n_val} validation scans (data.split[1]) leave no training scan")
-
-
-def _validate_regularizer(value: Mapping[str, Any]) -> dict[str, Any]:
-    from .regularizers import check_params  # local: regularizers import torch
-
-    params = dict(value)
-    name = params.pop("name", "none")
-    name = SCHEMA["regularizer"]["name"].convert("regularizer.name", name)
-    try:
-        checked = check_params(name, params)
-    except ConfigError:
-        raise
-    except Exception as exc:  # registry raises MedsegError subclasses; re-key them
-        raise ConfigError(f"config key 'regularizer': {exc}") from None
-    return {"name": name, **checked}
 
 
 def load_config(path: str | os.PathLike | None, overrides: Iterable[str] = (),

@@ -8,6 +8,7 @@ from medseg.config import apply_overrides, load_config, parse_override, validate
 from medseg.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CPU_CONFIG = CONFIGS / "cpu" / "pancreas_unet.yaml"
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "cpu").glob("*.yaml")) + sorted((CONFIGS / "paper").glob("*.yaml")),
@@ -99,3 +100,31 @@ def test_apply_overrides_does_not_mutate_input():
     raw = {"train": {"epochs": 1}}
     out = apply_overrides(raw, ["train.epochs=4"])
     assert raw["train"]["epochs"] == 1 and out["train"]["epochs"] == 4
+
+
+def test_typed_view_and_dict_form_agree():
+    from medseg.config import RunConfig, typed
+
+    cfg = load_config(CPU_CONFIG, ["regularizer.name=heuristic", "regularizer.k=3", "train.epochs=2"])
+    t = typed(cfg)
+    assert isinstance(t, RunConfig)
+    assert t.train.epochs == 2 and t.regularizer.name == "heuristic" and t.regularizer.params == {"k": 3}
+    assert t.as_dict() == cfg  # the dict form is the typed object's, exactly
+
+
+def test_config_show_documents_every_key(capsys):
+    import yaml
+
+    from medseg.cli import main
+    from medseg.config import SECTION_TYPES
+
+    assert main(["config", "show", str(CPU_CONFIG), "regularizer.name=dropout", "regularizer.p=0.2"]) == 0
+    text = capsys.readouterr().out
+    shown = yaml.safe_load(text)
+    assert shown == load_config(CPU_CONFIG, ["regularizer.name=dropout", "regularizer.p=0.2"])
+    for name, section in SECTION_TYPES.items():
+        for sub, doc in section.keys_doc().items():
+            assert f"  {sub}: " in text and doc in text
+    assert "p: 0.2" in text and "parameter of regularizer 'dropout'" in text
+    assert main(["config", "show", str(CPU_CONFIG), "train.epochz=1"]) == 2
+    assert "train.epochz" in capsys.readouterr().err
