@@ -46,6 +46,15 @@ HOSPITALS = (
 _SPLIT_CODE = {"training": 0, "test": 1}
 _STATUS = ("healthy", "healthy", "functional dysphonia", "vocal fold nodules", "paresis")
 FRAMES_PER_SUBJECT = 10
+POSITION_JITTER = 0.03          # per-frame glottis shift, fraction of W (x) and H (y)
+TILT_JITTER = 0.05              # radians
+PHASE_JITTER = 0.05             # vibration cycles
+GAP_POSTERIOR_WIDENING = 0.35   # the gap is (1 ± 0.35) wider at the posterior / anterior end
+TEXTURE_CELLS = (6, 4)          # mucosa texture: coarse noise grid (rows, columns) zoomed to the frame
+FOLD_RGB = (0.95, 0.85, 0.80)   # vocal folds, before the subject's tint
+GAP_RGB = (0.10, 0.03, 0.03)    # glottal gap, up to 1.5 × brighter
+GAMMA = 1.2
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, for the gray hospitals
 
 
 @dataclass
@@ -81,67 +90,96 @@ def _subject(seed: int, split: str, subject: int) -> dict:
     }
 
 
+@dataclass(eq=False)
+class _Glottis:
+    """Where the glottis is in one frame, in glottal coordinates (all (H, W) arrays)."""
+
+    s: np.ndarray           # along the glottal axis: −1 anterior … +1 posterior
+    w: np.ndarray           # across it, pixels
+    gap: np.ndarray         # half-width of the opening at each s (0 when closed)
+    inside: np.ndarray      # |s| < 1
+
+    @property
+    def mask(self) -> np.ndarray:
+        return (self.inside & (np.abs(self.w) < self.gap)).astype(np.uint8)
+
+    @property
+    def dark(self) -> np.ndarray:
+        """The painted gap: half a pixel wider than the mask so that blur keeps it visible."""
+        return self.inside & (np.abs(self.w) < np.where(self.gap > 0, self.gap + 0.5, 0.0))
+
+
+def _glottis(subj: dict, index: int, H: int, W: int, yy: np.ndarray, xx: np.ndarray,
+             r: np.random.Generator) -> _Glottis:
+    """Place the subject's glottis in the frame (small per-frame jitter) and open it by the phase."""
+    cx = subj["cx"] * W + r.uniform(-POSITION_JITTER, POSITION_JITTER) * W
+    cy = subj["cy"] * H + r.uniform(-POSITION_JITTER, POSITION_JITTER) * H
+    tilt = subj["tilt"] + r.uniform(-TILT_JITTER, TILT_JITTER)
+    half_len = subj["length"] * H / 2
+    dx, dy = xx - cx, yy - cy
+    s = (dx * np.sin(tilt) + dy * np.cos(tilt)) / half_len
+    w = dx * np.cos(tilt) - dy * np.sin(tilt)
+    # vibration phase: closed whenever sin(·) < -0.75 (≈ 23 % of the cycle)
+    cycles = subj["freq"] * (index % FRAMES_PER_SUBJECT)
+    phase = subj["phase0"] + cycles + r.uniform(-PHASE_JITTER, PHASE_JITTER)
+    opening = float(np.clip(np.sin(2 * np.pi * phase) + 0.75, 0.0, 1.75) / 1.75)
+    gap = subj["max_open"] * W * opening * np.clip(1 - s ** 2, 0, None) * (1 + GAP_POSTERIOR_WIDENING * s)
+    if float(gap.max(initial=0.0)) < 1.0:  # a sliver narrower than two pixels counts as closed
+        gap = np.zeros_like(gap)
+    return _Glottis(s, w, gap, np.abs(s) < 1)
+
+
+def _paint_larynx(subj: dict, base, g: _Glottis, H: int, W: int, r: np.random.Generator) -> np.ndarray:
+    """Mucosa with a smooth texture, the vocal folds, the arytenoids and the dark gap (RGB, 0..1)."""
+    tint = np.asarray(base) * subj["tint"]
+    tex = ndimage.zoom(r.standard_normal(TEXTURE_CELLS), (H / TEXTURE_CELLS[0], W / TEXTURE_CELLS[1]),
+                       order=1, grid_mode=True, mode="nearest")
+    tex = tex[:H, :W]
+    tex = np.pad(tex, ((0, H - tex.shape[0]), (0, W - tex.shape[1])), mode="edge")
+    img = np.ones((H, W, 3), np.float32) * tint * (0.75 + 0.08 * tex[..., None])
+    s, w, gap, dark = g.s, g.w, g.gap, g.dark
+    fold_w = subj["fold_width"] * W
+    fold = g.inside & ~dark & (np.abs(w) < gap + fold_w * np.sqrt(np.clip(1 - s ** 2, 0, None)) + 1)
+    fold_col = np.array(FOLD_RGB, np.float32) * (0.9 + 0.1 * subj["tint"])
+    shade = 0.85 + 0.15 * np.clip(1 - np.abs(w[fold]) / (gap[fold] + fold_w + 1), 0, 1)  # paler at the edge
+    img[fold] = fold_col * shade[:, None]
+    for side in (-1, 1):  # arytenoids: two bumps at the posterior end
+        ay = (s - 1.15) ** 2 / 0.04 + (w - side * fold_w * 0.9) ** 2 / (fold_w * 0.8) ** 2 < 1
+        img[ay] = tint * 1.05
+    img[dark] = np.array(GAP_RGB, np.float32) * (1 + 0.5 * r.uniform())  # faint subglottal red
+    return img
+
+
+def _camera(img: np.ndarray, dark: np.ndarray, colour: bool, yy: np.ndarray, xx: np.ndarray,
+            r: np.random.Generator) -> np.ndarray:
+    """Specular highlights, vignetting, blur, noise, gamma; uint8 RGB or gray."""
+    H, W = dark.shape
+    for _ in range(int(r.integers(1, 5))):  # highlights on the folds
+        hy, hx = r.uniform(0.2, 0.8) * H, r.uniform(0.25, 0.75) * W
+        rad = r.uniform(1.0, 3.5)
+        spot = (yy - hy) ** 2 + (xx - hx) ** 2 < rad ** 2
+        img[spot & ~dark] = 1.0
+    rr = np.sqrt(((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2)
+    img *= np.clip(1.0 - r.uniform(0.45, 0.8) * rr ** 2, 0.05, 1.0)[..., None]
+    sigma = float(r.uniform(0.4, 1.6))
+    img = ndimage.gaussian_filter(img, (sigma, sigma, 0))
+    img += r.normal(0.0, r.uniform(0.01, 0.03), img.shape).astype(np.float32)
+    img = np.clip(img, 0, 1) ** (1 / GAMMA)
+    if colour:
+        return np.rint(img * 255).astype(np.uint8)
+    return np.rint((img @ np.array(GRAY_WEIGHTS, np.float32)) * 255).astype(np.uint8)
+
+
 def bagls_frame(index: int, split: str = "training", seed: int = 0) -> SynthFrame:
     """Generate frame ``index`` of ``split`` (independent of the other frames' count)."""
     subj_id = index // FRAMES_PER_SUBJECT
     subj = _subject(seed, split, subj_id)
     name, (H, W), colour, device, base = HOSPITALS[subj["hospital"]]
     r = _rng(seed, _SPLIT_CODE[split], index)
-
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    cx = subj["cx"] * W + r.uniform(-0.03, 0.03) * W
-    cy = subj["cy"] * H + r.uniform(-0.03, 0.03) * H
-    tilt = subj["tilt"] + r.uniform(-0.05, 0.05)
-    # glottal frame: s along the axis (-1 anterior … +1 posterior), w across it (pixels)
-    half_len = subj["length"] * H / 2
-    dx, dy = xx - cx, yy - cy
-    s = (dx * np.sin(tilt) + dy * np.cos(tilt)) / half_len
-    w = dx * np.cos(tilt) - dy * np.sin(tilt)
-
-    # vibration phase: closed whenever sin(·) < -0.75 (≈ 23 % of the cycle)
-    phase = subj["phase0"] + subj["freq"] * (index % FRAMES_PER_SUBJECT) + r.uniform(-0.05, 0.05)
-    opening = float(np.clip(np.sin(2 * np.pi * phase) + 0.75, 0.0, 1.75) / 1.75)
-    gap = subj["max_open"] * W * opening * np.clip(1 - s ** 2, 0, None) * (1 + 0.35 * s)
-    inside = np.abs(s) < 1
-    if float(gap.max(initial=0.0)) < 1.0:  # a sliver narrower than two pixels counts as closed
-        gap = np.zeros_like(gap)
-    mask = (inside & (np.abs(w) < gap)).astype(np.uint8)
-    # the dark gap is painted half a pixel wider than the mask so that blur keeps it visible
-    dark = inside & (np.abs(w) < np.where(gap > 0, gap + 0.5, 0.0))
-
-    # --- intensity (linear RGB in 0..1) ---------------------------------------------
-    tint = np.asarray(base) * subj["tint"]
-    tex = ndimage.zoom(r.standard_normal((6, 4)), (H / 6, W / 4), order=1, grid_mode=True, mode="nearest")
-    tex = tex[:H, :W]
-    tex = np.pad(tex, ((0, H - tex.shape[0]), (0, W - tex.shape[1])), mode="edge")
-    img = np.ones((H, W, 3), np.float32) * tint * (0.75 + 0.08 * tex[..., None])
-    fold_w = subj["fold_width"] * W
-    fold = inside & ~dark & (np.abs(w) < gap + fold_w * np.sqrt(np.clip(1 - s ** 2, 0, None)) + 1)
-    fold_col = np.array([0.95, 0.85, 0.80], np.float32) * (0.9 + 0.1 * subj["tint"])
-    img[fold] = fold_col * (0.85 + 0.15 * np.clip(1 - np.abs(w[fold]) / (gap[fold] + fold_w + 1), 0, 1))[:, None]
-    # arytenoids: two bumps at the posterior end
-    for side in (-1, 1):
-        ay = (s - 1.15) ** 2 / 0.04 + (w - side * fold_w * 0.9) ** 2 / (fold_w * 0.8) ** 2 < 1
-        img[ay] = tint * 1.05
-    # glottal gap: dark, faint subglottal red
-    img[dark] = np.array([0.10, 0.03, 0.03], np.float32) * (1 + 0.5 * r.uniform())
-    # specular highlights on the folds
-    for _ in range(int(r.integers(1, 5))):
-        hy, hx = r.uniform(0.2, 0.8) * H, r.uniform(0.25, 0.75) * W
-        rad = r.uniform(1.0, 3.5)
-        spot = (yy - hy) ** 2 + (xx - hx) ** 2 < rad ** 2
-        img[spot & ~dark] = 1.0
-    # vignetting, blur, noise
-    rr = np.sqrt(((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2)
-    img *= np.clip(1.0 - r.uniform(0.45, 0.8) * rr ** 2, 0.05, 1.0)[..., None]
-    sigma = float(r.uniform(0.4, 1.6))
-    img = ndimage.gaussian_filter(img, (sigma, sigma, 0))
-    img += r.normal(0.0, r.uniform(0.01, 0.03), img.shape).astype(np.float32)
-    img = np.clip(img, 0, 1) ** (1 / 1.2)
-    if colour:
-        out = np.rint(img * 255).astype(np.uint8)
-    else:
-        out = np.rint((img @ np.array([0.299, 0.587, 0.114], np.float32)) * 255).astype(np.uint8)
+    glottis = _glottis(subj, index, H, W, yy, xx, r)
+    mask = glottis.mask
+    image = _camera(_paint_larynx(subj, base, glottis, H, W, r), glottis.dark, colour, yy, xx, r)
     meta = {
         "subject": f"{split[:2]}{subj_id:04d}",
         "hospital": name,
@@ -156,7 +194,7 @@ def bagls_frame(index: int, split: str = "training", seed: int = 0) -> SynthFram
         "glottis_closed": bool(mask.sum() == 0),
         "synthetic": True,
     }
-    return SynthFrame(image=out, mask=mask, meta=meta)
+    return SynthFrame(image=image, mask=mask, meta=meta)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
