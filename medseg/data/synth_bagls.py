@@ -18,7 +18,11 @@ in resolution (H×W 256×128, 320×160, 288×144, 240×160), colour response and
 grayscale vs RGB storage. Subject anatomy (fold length, tilt, position,
 colour) is shared by the subject's frames. Everything is drawn from
 ``numpy.random.default_rng`` seeded by ``(seed, split, frame)`` — the same seed
-gives byte-identical files.
+gives byte-identical files. A frame is built in three steps, each drawing from
+the frame's generator in turn: :func:`_glottis` (where the glottis is and how
+far it is open), :func:`_paint_larynx` (tissue colours), :func:`_camera`
+(highlights, vignetting, blur, noise, storage). Keep the draws in their order:
+``tests/data/test_synth.py`` pins the generated frames.
 """
 
 from __future__ import annotations
@@ -111,7 +115,10 @@ class _Glottis:
 
 def _glottis(subj: dict, index: int, H: int, W: int, yy: np.ndarray, xx: np.ndarray,
              r: np.random.Generator) -> _Glottis:
-    """Place the subject's glottis in the frame (small per-frame jitter) and open it by the phase."""
+    """Place the subject's glottis in the frame (small per-frame jitter) and open it by the phase.
+
+    The jitters stay numpy floats, so the glottal coordinates are float64.
+    """
     cx = subj["cx"] * W + r.uniform(-POSITION_JITTER, POSITION_JITTER) * W
     cy = subj["cy"] * H + r.uniform(-POSITION_JITTER, POSITION_JITTER) * H
     tilt = subj["tilt"] + r.uniform(-TILT_JITTER, TILT_JITTER)

@@ -131,7 +131,11 @@ class Around:
     spread: float
 
     def jitter(self, rng: np.random.Generator) -> float:
-        """The random part alone, uniform in ``±spread``."""
+        """The random part alone, uniform in ``±spread``.
+
+        For formulas that subtract it (``t − nominal − jitter``): the pinned data
+        depend on the order of the floating-point operations as well as the draws.
+        """
         return float(rng.uniform(-self.spread, self.spread))
 
     def draw(self, rng: np.random.Generator) -> float:
