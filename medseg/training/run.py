@@ -187,7 +187,10 @@ def _setup_process(cfg: Mapping[str, Any]) -> None:
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
 
 
-RUN_ENTRIES = ("config.yaml", "split.json", "checkpoints", "logs", "metrics*.json", "cases*.csv")
+#: what a run folder holds (glob patterns): ``--force`` replaces a run holding nothing else;
+#: ``.*.tmp*`` are the temporary files of atomic writes cut by a kill
+RUN_ENTRIES = ("config.yaml", "split.json", "checkpoints", "logs", "metrics*.json", "cases*.csv",
+               "drops*.csv", "drops*.png", ".*.tmp*")
 #: config keys holding paths: stored absolute in a run folder's config.yaml
 PATH_KEYS = ("root", "cache_dir", "split_file")
 

@@ -238,10 +238,13 @@ def test_a_failed_fresh_run_leaves_nothing_and_a_rerun_works(cli, pancreas_copy,
 def test_force_over_a_real_run_replaces_it(cli, run_copy, tmp_path):
     cfg = _cfg_file(run_copy, tmp_path)
     old_last = (run_copy / "checkpoints" / "last.ckpt").read_bytes()
+    (run_copy / "drops.csv").write_text("slot\n")  # written by `medseg drops`
+    (run_copy / ".metrics.json.k3x9.tmp").write_text("{")  # an atomic write cut by a kill
     r = cli("train", "--config", cfg, "--out", run_copy, "--force", "--no-progress", "seed=5")
     assert r.rc == 0, r.err
     assert yaml.safe_load((run_copy / "config.yaml").read_text())["seed"] == 5
     assert (run_copy / "checkpoints" / "last.ckpt").read_bytes() != old_last
+    assert not (run_copy / "drops.csv").exists()  # the old run was replaced as a whole
     assert not list(run_copy.parent.glob(".run.*"))
 
 
