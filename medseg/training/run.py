@@ -357,18 +357,24 @@ def keep_history(metrics_csv: Path, epoch: int) -> None:
     atomic_write_text(metrics_csv, csv_text(columns, ({c: r.get(c) or "" for c in columns} for r in kept)))
 
 
-def _fit(trainer, module, dm, ckpt_path: Path | None) -> None:
-    """``trainer.fit``; Ctrl-C (which Lightning turns into ``sys.exit(1)``) stays a KeyboardInterrupt."""
+def _interruptible(trainer, call, *args, **kwargs):
+    """``call(*args, **kwargs)`` (a Trainer's fit/test); Ctrl-C, which Lightning turns into
+    ``sys.exit(1)``, stays a KeyboardInterrupt (the CLI: ``medseg: interrupted``, exit 130)."""
     import signal
 
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=None if ckpt_path is None else str(ckpt_path))
+        return call(*args, **kwargs)
     except SystemExit:
         if trainer.interrupted:
             with contextlib.suppress(ValueError):  # Lightning ignored further Ctrl-C
                 signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt from None
         raise
+
+
+def _fit(trainer, module, dm, ckpt_path: Path | None) -> None:
+    _interruptible(trainer, trainer.fit, module, datamodule=dm,
+                   ckpt_path=None if ckpt_path is None else str(ckpt_path))
 
 
 def _after_failure(plan: RunPlan, interrupted: bool) -> None:
@@ -469,7 +475,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", checkpoint:
         datamodule.prepare_data()
     if trainer.world_size > 1:
         trainer.strategy.barrier("medseg-prepare")
-    trainer.test(module, dataloaders=datamodule.case_dataloader(split), verbose=False)
+    _interruptible(trainer, trainer.test, module, dataloaders=datamodule.case_dataloader(split), verbose=False)
     summary = dict(module.test_summary)
     summary.update({"split": split, "checkpoint": _shown_path(ckpt_path, run_dir), "epoch": ckpt.get("epoch"),
                     "dataset": cfg["data"]["dataset"], "model": cfg["model"]["name"],

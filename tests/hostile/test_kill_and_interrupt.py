@@ -42,6 +42,13 @@ DRIVER = textwrap.dedent("""
                 pause()
             return real_step(self, batch, i)
         SegmentationModule.training_step = step
+    elif point == "test":
+        from medseg.training.module import SegmentationModule
+        real_test = SegmentationModule.test_step
+        def test_step(self, *a, **k):
+            pause()
+            return real_test(self, *a, **k)
+        SegmentationModule.test_step = test_step
     elif point == "save":
         import medseg.io as mio
         real_fsync, saves = mio.fsync_file, []
@@ -184,3 +191,15 @@ def test_kill_9_during_synth_leaves_no_dataset_and_a_rerun_works(cli, tmp_path):
     r = cli("data", "synth", "bagls", "--out", out, "--frames", "4", "--test-frames", "1")
     assert r.rc == 0, r.err
     assert len(list((out / "training").glob("*_seg.png"))) == 4
+
+
+def test_ctrl_c_during_evaluate_exits_130_and_keeps_the_metrics(run_copy, tmp_path):
+    from conftest import snapshot
+
+    before = snapshot(run_copy)
+    proc = _start(tmp_path, "test", 0, "evaluate", run_copy, "--no-progress")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "medseg: interrupted" and "Traceback" not in err
+    assert snapshot(run_copy) == before
