@@ -185,12 +185,37 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
     Returns the *resolved experiment*: a plain mapping (written to
     ``DIR/experiment.yaml``) with ``datasets`` (label → the validated base train
     config of that dataset, sections merged), ``grid`` (normalised), ``seeds``
-    (label → seed per repeat) and ``source`` (file, overrides, base paths; not
-    compared when an experiment folder is continued).
+    (label → seed per repeat), ``report`` (report options) and ``source`` (file,
+    overrides, base paths; not compared when an experiment folder is continued).
     """
     data = dict(read_yaml(path)) if raw is None else copy.deepcopy(dict(raw))
     overrides = list(overrides)
     data = apply_overrides(data, overrides)
+    grid = _check_top_keys(data)
+    datasets, base_paths = _base_configs(data, grid, path)
+    folds, run_folds = _folds(grid, datasets)
+    first = next(iter(datasets.values()))
+    repeats, seeds_given = _repeats_and_seeds(grid)
+    seeds = {label: (list(seeds_given[:repeats]) if seeds_given is not None
+                     else [cfg["seed"] + r for r in range(repeats)])
+             for label, cfg in datasets.items()}
+    resolved = {
+        "datasets": datasets,
+        "grid": {"models": _models(grid, first), "regularizers": _regularizers(grid, first),
+                 "sweep": _flatten_sweep(grid.get("sweep") or {}), "repeats": repeats,
+                 "folds": folds, "run_folds": run_folds},
+        "seeds": seeds,
+        "resources": _resources(grid),
+        "report": _report_options(data.get("report")),
+        "source": {"config": None if path is None else str(path), "overrides": overrides,
+                   "base": base_paths, "description": data.get("description")},
+    }
+    expand(resolved)  # validates every run's config now, before anything runs
+    return resolved
+
+
+def _check_top_keys(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Unknown keys, and sections the grid would silently override; returns ``grid``."""
     for key in data:
         if key not in TOP_KEYS:
             raise ConfigError(f"experiment key '{key}' is unknown (known: {', '.join(TOP_KEYS)})")
@@ -200,7 +225,6 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
     for key in grid:
         if key not in GRID_KEYS:
             raise ConfigError(f"experiment key 'grid.{key}' is unknown (grid has: {', '.join(GRID_KEYS)})")
-    sections = {k: v for k, v in data.items() if k in (*SECTIONS, "seed")}
     if "regularizers" in grid and data.get("regularizer"):
         key = next(iter(data["regularizer"]))
         raise ConfigError(f"experiment key 'regularizer.{key}' has no effect: grid.regularizers sets the "
@@ -208,7 +232,13 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
                           f"k: 3}}, or sweep them: grid.sweep.regularizer.{key}=[...])")
     if "models" in grid and isinstance(data.get("model"), Mapping) and "name" in data["model"]:
         raise ConfigError("experiment key 'model.name' has no effect: grid.models sets the model of every run")
+    return grid
 
+
+def _base_configs(data: Mapping[str, Any], grid: Mapping[str, Any], path: str | os.PathLike | None
+                  ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """label → validated base config (the experiment's sections merged in), and label → its file."""
+    sections = {k: v for k, v in data.items() if k in (*SECTIONS, "seed")}
     bases = grid.get("datasets")
     if bases is None:
         if "base" not in data:
@@ -232,9 +262,10 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
             raise ConfigError(f"experiment key '{key}': dataset '{label}' appears twice in the grid")
         datasets[label] = cfg
         base_paths[label] = str(bpath)
+    return datasets, base_paths
 
-    folds, run_folds = _folds(grid, datasets)
-    first = next(iter(datasets.values()))
+
+def _models(grid: Mapping[str, Any], first: Mapping[str, Any]) -> list[str]:
     models = grid.get("models", [first["model"]["name"]])
     if isinstance(models, str):
         models = [models]
@@ -243,7 +274,10 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
     models = [str(m) for m in models]
     if len(set(models)) != len(models):
         raise ConfigError(f"experiment key 'grid.models' lists a model twice: {models}")
+    return models
 
+
+def _regularizers(grid: Mapping[str, Any], first: Mapping[str, Any]) -> list[dict[str, Any]]:
     regs = grid.get("regularizers")
     if regs is None:
         regs = [dict(first["regularizer"])]
@@ -251,26 +285,7 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
         regs = [regs]
     if not isinstance(regs, list) or not regs:
         raise ConfigError("experiment key 'grid.regularizers' must be a non-empty list")
-    regularizers = [_regularizer_entry(r, i) for i, r in enumerate(regs)]
-
-    sweep = _flatten_sweep(grid.get("sweep") or {})
-    repeats, seeds_given = _repeats_and_seeds(grid)
-    resources = _resources(grid)
-    seeds = {label: (list(seeds_given[:repeats]) if seeds_given is not None
-                     else [cfg["seed"] + r for r in range(repeats)])
-             for label, cfg in datasets.items()}
-    resolved = {
-        "datasets": datasets,
-        "grid": {"models": models, "regularizers": regularizers, "sweep": sweep, "repeats": repeats,
-                 "folds": folds, "run_folds": run_folds},
-        "seeds": seeds,
-        "resources": resources,
-        "report": _report_options(data.get("report")),
-        "source": {"config": None if path is None else str(path), "overrides": overrides,
-                   "base": base_paths, "description": data.get("description")},
-    }
-    expand(resolved)  # validates every run's config now, before anything runs
-    return resolved
+    return [_regularizer_entry(r, i) for i, r in enumerate(regs)]
 
 
 def _folds(grid: Mapping[str, Any], datasets: dict[str, dict[str, Any]]) -> tuple[int, list[int]]:
