@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import MedsegError
     from ..io import folder_lock
+    from ..training.metrics import summary_line
     from ..training.run import evaluate_run
 
     if not args.run_dir.is_dir():
@@ -37,7 +38,5 @@ def run(args: argparse.Namespace) -> int:
     with folder_lock(args.run_dir, "run"):  # not while a train --resume writes it
         s = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint,
                          progress=not args.no_progress)
-    print(f"{args.split} DICE {s['dice_mean']:.4f} ± {s['dice_std']:.4f}  "
-          f"IoU {s['iou_mean']:.4f} ± {s['iou_std']:.4f}  "
-          f"(pooled DICE {s['pooled_dice']:.4f}, {s['n_cases']} cases)")
+    print(f"{args.split} " + summary_line(s))
     return 0

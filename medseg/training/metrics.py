@@ -224,6 +224,14 @@ class SegmentationScores:
         return out
 
 
+def summary_line(s: Mapping[str, Any]) -> str:
+    """One line of a summary: each metric's mean ± std, the pooled DICE and the case count."""
+    names = {"dice": "DICE", "iou": "IoU", "hd95": "HD95", "nsd": "NSD"}
+    parts = [f"{names[m]} {s[m + '_mean']:.4f} ± {s[m + '_std']:.4f}" + (" mm" if m == "hd95" else "")
+             for m in METRICS if not math.isnan(s.get(m + "_mean", NAN))]
+    return "  ".join(parts) + f"  (pooled DICE {s['pooled_dice']:.4f}, {s['n_cases']} cases)"
+
+
 AGGREGATION = (
     "per case (3D per CT scan on its native grid with its (z, y, x) spacing in mm, 2D per BAGLS "
     "frame in pixels); mean, std (ddof=1) and median over the cases with a value; pooled = from "
