@@ -104,8 +104,9 @@ def test_two_process_ddp_counts_every_case_once_and_matches_single_process_eval(
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     events = list((run / "logs").glob("events.out.tfevents.*"))  # …<host>.<pid>.<n>
     assert events and len({e.name.split(".")[-2] for e in events}) == 1
-    assert sorted(p.name for p in run.iterdir()) == [
-        "cases.csv", "checkpoints", "config.yaml", "logs", "metrics.json", "split.json"]
+    assert sorted(p.name for p in run.iterdir()) == [  # .medseg: the run-folder marker (--force guard)
+        ".medseg", "cases.csv", "checkpoints", "config.yaml", "logs", "metrics.json", "split.json"]
+    assert not list(run.parent.glob(f".{run.name}.*"))  # staged, renamed into place, lock released
 
     # the gathered DDP evaluation equals a single-process evaluation of the same checkpoint
     single = tmp_path / "single"
