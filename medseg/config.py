@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import yaml
 
+from .checks import check_bool, check_choice, check_int, check_real
 from .errors import ConfigError
 
 # --------------------------------------------------------------------------- fields
@@ -49,55 +51,55 @@ def key(default: Any, check: Converter, doc: str) -> Any:
     return field(default_factory=lambda: copy.deepcopy(default), metadata={"check": check, "doc": doc})
 
 
+def _checked(key: str, check: Callable[..., Any], value: Any, *args: Any, **kwargs: Any) -> Any:
+    """``check`` (a :mod:`medseg.checks` function) with its ValueError raised as a
+    ConfigError naming the key: ``config key 'train.epochs' must be an integer >= 1, got 0``."""
+    try:
+        return check(f"config key '{key}'", value, *args, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _number(v: Any) -> Any:
+    """A number written as text (``"3"``, ``"1e-4"``: YAML 1.1 reads ``1e-4`` as a string) as a
+    float; anything else unchanged (the check refuses what is not a number)."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
 def _int(lo: int | None = None, hi: int | None = None, optional: bool = False):
+    """An integer in [lo, hi]; ``3.0`` and ``"3"`` are 3."""
     def convert(key: str, v: Any) -> Any:
         if v is None and optional:
             return None
-        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-            raise ConfigError(f"config key '{key}' must be an integer, got {v!r}")
-        try:
-            f = float(v)
-        except ValueError:
-            raise ConfigError(f"config key '{key}' must be an integer, got {v!r}") from None
-        if not f.is_integer():
-            raise ConfigError(f"config key '{key}' must be an integer, got {v!r}")
-        i = int(f)
-        if lo is not None and i < lo:
-            raise ConfigError(f"config key '{key}' must be >= {lo}, got {i}")
-        if hi is not None and i > hi:
-            raise ConfigError(f"config key '{key}' must be <= {hi}, got {i}")
-        return i
+        n = _number(v)
+        if isinstance(n, float) and n.is_integer():
+            n = int(n)
+        return _checked(key, check_int, n, lo, hi)
 
     return convert
 
 
 def _float(lo: float | None = None, hi: float | None = None, optional: bool = False):
+    """A number in [lo, hi] (None: unbounded); ``"1e-4"`` is 1e-4."""
     def convert(key: str, v: Any) -> Any:
         if v is None and optional:
             return None
-        if isinstance(v, bool):
-            raise ConfigError(f"config key '{key}' must be a number, got {v!r}")
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key '{key}' must be a number, got {v!r}") from None
-        if f != f:
-            raise ConfigError(f"config key '{key}' must be a number, got NaN")
-        if lo is not None and f < lo:
-            raise ConfigError(f"config key '{key}' must be >= {lo}, got {f}")
-        if hi is not None and f > hi:
-            raise ConfigError(f"config key '{key}' must be <= {hi}, got {f}")
-        return f
+        return _checked(key, check_real, _number(v), -math.inf if lo is None else lo,
+                        math.inf if hi is None else hi)
 
     return convert
 
 
 def _bool(key: str, v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
+    """true/false; also the words true, false, yes, no, 1, 0 (any case) as text."""
     if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
-        return v.lower() in ("true", "yes", "1")
-    raise ConfigError(f"config key '{key}' must be true or false, got {v!r}")
+        v = v.lower() in ("true", "yes", "1")
+    return _checked(key, check_bool, v)
 
 
 def _str(optional: bool = False):
@@ -112,13 +114,11 @@ def _str(optional: bool = False):
 
 
 def _choice(*choices: Any):
+    """One of ``choices``; a number matches its text (``precision=32`` is ``"32"``)."""
     def convert(key: str, v: Any) -> Any:
-        for c in choices:
-            if v == c or (isinstance(c, str) and str(v) == c):
-                return c
-        raise ConfigError(
-            f"config key '{key}' must be one of {', '.join(map(str, choices))}; got {v!r}"
-        )
+        if not isinstance(v, (str, bool)) and str(v) in choices:
+            v = str(v)
+        return _checked(key, check_choice, v, choices)
 
     return convert
 

@@ -3,20 +3,24 @@ the input-level regularizer and the size check of :meth:`SegmentationNet.forward
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from .. import regularizers
+from ..checks import check_int
 from ..errors import ConfigError
 from .blocks import check_size, norm_spec
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"model {name} must be a positive integer, got {value!r}")
-    return value
+def checked(check: Callable[..., Any], name: str, value: Any, *args: Any) -> Any:
+    """``check(name, value, *args)`` (a :mod:`medseg.checks` function) with its ValueError
+    raised as a ConfigError naming the model argument: ``model depth must be …``."""
+    try:
+        return check(name, value, *args)
+    except ValueError as exc:
+        raise ConfigError(f"model {exc}") from None
 
 
 class SegmentationNet(nn.Module):
@@ -46,10 +50,10 @@ class SegmentationNet(nn.Module):
                  depth: int = 4, regularizer: str | Mapping[str, Any] | None = None,
                  norm: str = "batch"):
         super().__init__()
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.base_channels = _positive_int("base_channels", base_channels)
-        self.depth = _positive_int("depth", depth)
+        self.in_channels = checked(check_int, "in_channels", in_channels, 1)
+        self.out_channels = checked(check_int, "out_channels", out_channels, 1)
+        self.base_channels = checked(check_int, "base_channels", base_channels, 1)
+        self.depth = checked(check_int, "depth", depth, 1)
         norm_spec(norm)  # validate early
         self.norm = norm
         self._make_slot, input_module = regularizers.spec_to_factory(regularizer)

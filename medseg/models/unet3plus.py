@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .base import SegmentationNet, _positive_int
+from ..checks import check_bool, check_int
+from .base import SegmentationNet, checked
 from .blocks import ConvBlock, FusionConv, conv_norm_act, widths
 
 
@@ -103,11 +103,9 @@ class UNet3Plus(SegmentationNet):
                  norm: str = "batch", cat_channels: int | None = None,
                  deep_supervision: bool = False):
         super().__init__(in_channels, out_channels, base_channels, depth, regularizer, norm)
-        cat = self.base_channels if cat_channels is None else _positive_int("cat_channels", cat_channels)
-        if not isinstance(deep_supervision, bool):
-            raise ConfigError(f"model deep_supervision must be true or false, got {deep_supervision!r}")
+        cat = self.base_channels if cat_channels is None else checked(check_int, "cat_channels", cat_channels, 1)
         self.cat_channels = cat
-        self.deep_supervision = deep_supervision
+        self.deep_supervision = checked(check_bool, "deep_supervision", deep_supervision)
         w = widths(self.base_channels, self.depth)
         fused = cat * (self.depth + 1)
         slots = self._make_slots()

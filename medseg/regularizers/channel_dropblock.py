@@ -42,11 +42,10 @@ Defaults: ``gamma=0.1`` (the catalogue's common rate), ``metric="bilinear"``.
 
 from __future__ import annotations
 
-from numbers import Real
-
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_choice, check_real
 from ._sampling import descending_ranks, statistics_mode, stats_dtype, stochastic_round
 from .base import Regularizer
 from .registry import register
@@ -60,12 +59,8 @@ class ChannelDropBlock(Regularizer):
 
     def __init__(self, gamma: float = 0.1, metric: str = "bilinear"):
         super().__init__()
-        if isinstance(gamma, bool) or not isinstance(gamma, Real) or not 0.0 <= gamma < 1.0:
-            raise ValueError(f"gamma must be a number in [0, 1), got {gamma!r}")
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-        self.gamma = float(gamma)
-        self.metric = metric
+        self.gamma = check_real("gamma", gamma, 0.0, 1.0, high_open=True)
+        self.metric = check_choice("metric", metric, METRICS)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, metric={self.metric!r}"

@@ -64,23 +64,16 @@ exactly 0 on dropped ones. Evaluation mode: identity. Defaults: ``p=0.1``
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_int, check_real
 from ._sampling import statistics_mode, stats_dtype
 from .base import Regularizer
 from .registry import register
 
 #: entries of one (B, rows, N) block of the cosine matrix (4 MiB of float32)
 _CHUNK_ELEMENTS = 1 << 20
-
-
-def _check_p(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, Real) or not 0.0 <= p < 1.0:
-        raise ValueError(f"p must be a number in [0, 1), got {p!r}")
-    return float(p)
 
 
 @torch.no_grad()
@@ -143,10 +136,8 @@ class SpatialCorrDrop(Regularizer):
 
     def __init__(self, p: float = 0.1, block_size: int = 3):
         super().__init__()
-        self.p = _check_p(p)
-        if isinstance(block_size, bool) or not isinstance(block_size, Integral) or block_size < 1:
-            raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
-        self.block_size = int(block_size)
+        self.p = check_real("p", p, 0.0, 1.0, high_open=True)
+        self.block_size = check_int("block_size", block_size, 1)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, block_size={self.block_size}"
@@ -188,7 +179,7 @@ class ChannelCorrDrop(Regularizer):
 
     def __init__(self, p: float = 0.1):
         super().__init__()
-        self.p = _check_p(p)
+        self.p = check_real("p", p, 0.0, 1.0, high_open=True)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

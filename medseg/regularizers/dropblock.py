@@ -38,7 +38,7 @@ import math
 
 import torch
 
-from ._validate import check_int, check_real
+from ..checks import check_int, check_real
 from .base import Regularizer
 from .registry import register
 

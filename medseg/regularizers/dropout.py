@@ -35,7 +35,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_real
+from ..checks import check_real
 from .base import Regularizer
 from .registry import register
 

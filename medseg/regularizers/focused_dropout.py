@@ -37,17 +37,12 @@ Defaults: ``participation=0.1``, ``low=0.6``, ``high=0.9``.
 
 from __future__ import annotations
 
-from numbers import Real
-
 import torch
 
+from ..checks import check_real
 from ._sampling import statistics_mode, stats_dtype
 from .base import Regularizer
 from .registry import register
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 @register("focused_dropout")
@@ -56,14 +51,12 @@ class FocusedDropout(Regularizer):
 
     def __init__(self, participation: float = 0.1, low: float = 0.6, high: float = 0.9):
         super().__init__()
-        if not _is_number(participation) or not 0.0 <= participation <= 1.0:
-            raise ValueError(f"participation must be a number in [0, 1], got {participation!r}")
-        if not _is_number(low) or not _is_number(high) or not 0.0 <= low <= high <= 1.0:
+        self.participation = check_real("participation", participation, 0.0, 1.0)
+        self.low = check_real("low", low, 0.0, 1.0)
+        self.high = check_real("high", high, 0.0, 1.0)
+        if self.low > self.high:
             raise ValueError(f"low and high must satisfy 0 <= low <= high <= 1, "
                              f"got low={low!r}, high={high!r}")
-        self.participation = float(participation)
-        self.low = float(low)
-        self.high = float(high)
 
     def extra_repr(self) -> str:
         return f"participation={self.participation}, low={self.low}, high={self.high}"

@@ -34,8 +34,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_bool, check_choice, check_int, check_real
 from . import _heuristic_fast as fast
-from ._validate import check_int, check_real
 from .base import Regularizer
 from .registry import register
 
@@ -91,11 +91,9 @@ def check_params(rate, k, bins, mask, eps, skip_constant) -> tuple[float, float,
     rate = check_real("rate", rate, 0.0, 1.0, high_open=True)
     k = check_real("k", k, 0.0, math.inf, high_open=True)
     bins = check_int("bins", bins, 1)
-    if not isinstance(mask, str) or mask not in MASKS:
-        raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
+    mask = check_choice("mask", mask, MASKS)
     eps = check_real("eps", eps, 0.0, math.inf, low_open=True, high_open=True)
-    if not isinstance(skip_constant, bool):
-        raise ValueError(f"skip_constant must be true or false, got {skip_constant!r}")
+    skip_constant = check_bool("skip_constant", skip_constant)
     return rate, k, bins, mask, eps, skip_constant
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_int, check_real
+from ..checks import check_int, check_real
 from .base import Regularizer
 from .dropout import Dropout
 from .registry import register

@@ -43,10 +43,9 @@ the gradient is exactly 0 at every dropped sample. Default ``gamma=0.1``.
 from __future__ import annotations
 
 import math
-from numbers import Real
-
 import torch
 
+from ..checks import check_real
 from ._sampling import stats_dtype
 from .base import Regularizer
 from .registry import register
@@ -59,9 +58,7 @@ class SubBatchDrop(Regularizer):
 
     def __init__(self, gamma: float = 0.1):
         super().__init__()
-        if isinstance(gamma, bool) or not isinstance(gamma, Real) or not 0.0 <= gamma < 1.0:
-            raise ValueError(f"gamma must be a number in [0, 1), got {gamma!r}")
-        self.gamma = float(gamma)
+        self.gamma = check_real("gamma", gamma, 0.0, 1.0, high_open=True)
 
     @property
     def test_scale(self) -> float:

@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from ._validate import check_int, check_real
+from ..checks import check_choice, check_int, check_real
 from .base import Regularizer
 from .registry import register
 
@@ -66,9 +66,7 @@ class StochasticDepth(Regularizer):
     def __init__(self, p_last: float = 0.5, mode: str = "row"):
         super().__init__()
         self.p_last = check_real("p_last", p_last, 0.0, 1.0, low_open=True)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.mode = mode
+        self.mode = check_choice("mode", mode, MODES)
         self.index, self.total = 0, 1
         self.survival = survival_probability(0, 1, self.p_last)
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_int, check_real
+from ..checks import check_int, check_real
 from .base import Regularizer
 from .registry import register
 

@@ -47,10 +47,9 @@ strength), ``apply_prob=1.0``, ``rescale="score"``.
 
 from __future__ import annotations
 
-from numbers import Real
-
 import torch
 
+from ..checks import check_choice, check_real
 from ._sampling import descending_ranks, statistics_mode, stats_dtype, stochastic_round
 from .base import Regularizer
 from .registry import register
@@ -66,17 +65,9 @@ class WeightedChannelDropout(Regularizer):
 
     def __init__(self, keep_ratio: float = 0.9, apply_prob: float = 1.0, rescale: str = "score"):
         super().__init__()
-        if isinstance(keep_ratio, bool) or not isinstance(keep_ratio, Real) \
-                or not 0.0 < keep_ratio <= 1.0:
-            raise ValueError(f"keep_ratio must be a number in (0, 1], got {keep_ratio!r}")
-        if isinstance(apply_prob, bool) or not isinstance(apply_prob, Real) \
-                or not 0.0 <= apply_prob <= 1.0:
-            raise ValueError(f"apply_prob must be a number in [0, 1], got {apply_prob!r}")
-        if rescale not in RESCALES:
-            raise ValueError(f"rescale must be one of {', '.join(RESCALES)}, got {rescale!r}")
-        self.keep_ratio = float(keep_ratio)
-        self.apply_prob = float(apply_prob)
-        self.rescale = rescale
+        self.keep_ratio = check_real("keep_ratio", keep_ratio, 0.0, 1.0, low_open=True)
+        self.apply_prob = check_real("apply_prob", apply_prob, 0.0, 1.0)
+        self.rescale = check_choice("rescale", rescale, RESCALES)
 
     def extra_repr(self) -> str:
         return f"keep_ratio={self.keep_ratio}, apply_prob={self.apply_prob}, rescale={self.rescale!r}"

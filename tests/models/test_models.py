@@ -238,7 +238,7 @@ def test_build_errors():
     models.build("unet", 1, 2, base_channels=2, depth=1, deep_supervision=False, cat_channels=None)
     with pytest.raises(ConfigError, match="norm 'group'"):
         models.build("unet", 1, 2, norm="group")
-    with pytest.raises(ConfigError, match="base_channels must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"model base_channels must be an integer >= 1, got 0"):
         models.build("unet", 1, 2, base_channels=0)
     with pytest.raises(ConfigError, match="cat_channels"):
         models.build("unet3plus", 1, 2, cat_channels=0)
