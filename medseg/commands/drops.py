@@ -35,10 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import MedsegError
     from ..experiments.drops import read_drops, run_drops
+    from ..io import folder_lock
 
-    path = run_drops(args.run_dir, args.split, args.checkpoint, force=args.force,
-                     progress=not args.no_progress)
+    if not args.run_dir.is_dir():
+        raise MedsegError(f"{args.run_dir}: run folder not found")
+    with folder_lock(args.run_dir, "run"):  # not while a train --resume or evaluate writes it
+        path = run_drops(args.run_dir, args.split, args.checkpoint, force=args.force,
+                         progress=not args.no_progress)
     print(f"{'slot':<28} {'C':>4} {'dropped':>8} {'constant':>9} {'sel. entropy':>13}")
     for r in read_drops(path):
         dead = "—" if math.isnan(r["dead_fraction"]) else f"{100 * r['dead_fraction']:.0f} %"

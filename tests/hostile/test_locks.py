@@ -79,6 +79,21 @@ def test_evaluate_on_a_locked_run_is_refused(cli, tmp_path):
     assert snapshot(run) == before
 
 
+def test_drops_on_a_locked_run_is_refused(cli, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 0\n")
+    before = snapshot(run)
+    child = _hold_lock_in_child(run, "run", tmp_path / "ready")
+    try:
+        r = cli("drops", run, "--no-progress")
+        r.one_error_line(str(run), f"in use by process {child.pid}")
+    finally:
+        child.kill()
+        child.wait()
+    assert snapshot(run) == before  # no drops.csv/png, config untouched
+
+
 def test_lock_of_a_killed_process_is_taken_over_and_said_so(tmp_path, capsys):
     from medseg.io import folder_lock, lock_path
 
