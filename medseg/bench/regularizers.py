@@ -139,34 +139,12 @@ def bench_one(key: str, shape: tuple[int, ...], repeats: int, device: str = "cpu
     reg = build(key).to(dev).train()
     case = _cases(reg, shape, dev, seed)
     timing = paired_times(case["reference"], case["candidate"], repeats, dev)
-    if case["overhead"]:
-        pairs = zip(timing["candidate_runs_s"], timing["reference_runs_s"])
-        ratios = sorted((c - r) / r for c, r in pairs)
-        value = _median(ratios)
-    else:
-        value = timing["ratio"]
-    peak = peak_extra_bytes(case["candidate"], dev)
-    # the reference conv's memory depends only on the shape and placement: measure it once
-    memo = {} if memo is None else memo
-    ref_key = (tuple(shape), case["reference_text"], str(dev))
-    if ref_key not in memo:
-        memo[ref_key] = peak_extra_bytes(case["reference"], dev)
-    ref_peak = memo[ref_key]
+    value = _time_value(case, timing)
+    peak, ref_peak = _peaks(case, shape, dev, {} if memo is None else memo)
     mem_ratio = None if peak is None else peak / case["input_bytes"]
     ref_mem_ratio = None if ref_peak is None else ref_peak / case["input_bytes"]
-
-    targets = _targets(key, shape, quick)
-    checks: dict[str, Any] = {}
-    if "time" in targets:
-        checks["time"] = {"target": f"≤ {targets['time']}", "value": value,
-                          "passed": bool(value <= targets["time"])}
-    if "memory" in targets:
-        checks["memory"] = {"target": f"≤ {targets['memory']}", "value": mem_ratio,
-                            "passed": None if mem_ratio is None
-                            else bool(mem_ratio <= targets["memory"])}
+    checks = _checks(_targets(key, shape, quick), value, mem_ratio)
     verdicts = [c["passed"] for c in checks.values()]
-    passed = None if not verdicts or None in verdicts else all(verdicts)
-    target_text = "; ".join(f"{m} {c['target']}" for m, c in checks.items()) or None
     return {
         "section": "regularizers",
         "name": f"{key} @ {_shape_text(shape)}",
@@ -176,8 +154,8 @@ def bench_one(key: str, shape: tuple[int, ...], repeats: int, device: str = "cpu
         "input_shape": case["input_shape"],
         "value": value,
         "unit": "× conv" if not case["overhead"] else "× conv (overhead)",
-        "target": target_text,
-        "passed": passed,
+        "target": "; ".join(f"{m} {c['target']}" for m, c in checks.items()) or None,
+        "passed": None if not verdicts or None in verdicts else all(verdicts),
         "checks": checks,
         "time_s": timing["candidate_s"],
         "reference": case["reference_text"],
@@ -193,6 +171,39 @@ def bench_one(key: str, shape: tuple[int, ...], repeats: int, device: str = "cpu
         "device": str(dev),
         "quick": quick,
     }
+
+
+def _time_value(case: dict[str, Any], timing: dict[str, Any]) -> float:
+    """The row's value: the median paired time ratio, or for a residual regularizer the
+    median paired overhead over its conv branch."""
+    if not case["overhead"]:
+        return timing["ratio"]
+    pairs = zip(timing["candidate_runs_s"], timing["reference_runs_s"])
+    return _median(sorted((c - r) / r for c, r in pairs))
+
+
+def _peaks(case: dict[str, Any], shape: tuple[int, ...], dev: torch.device, memo: dict
+           ) -> tuple[int | None, int | None]:
+    """Peak extra bytes of the candidate and of the reference conv; the reference depends only
+    on the shape and placement, so it is measured once per ``memo``."""
+    peak = peak_extra_bytes(case["candidate"], dev)
+    ref_key = (tuple(shape), case["reference_text"], str(dev))
+    if ref_key not in memo:
+        memo[ref_key] = peak_extra_bytes(case["reference"], dev)
+    return peak, memo[ref_key]
+
+
+def _checks(targets: dict[str, float], value: float, mem_ratio: float | None) -> dict[str, Any]:
+    """The judged targets of one row: ``{"time"/"memory": {target, value, passed}}``."""
+    checks: dict[str, Any] = {}
+    if "time" in targets:
+        checks["time"] = {"target": f"≤ {targets['time']}", "value": value,
+                          "passed": bool(value <= targets["time"])}
+    if "memory" in targets:
+        checks["memory"] = {"target": f"≤ {targets['memory']}", "value": mem_ratio,
+                            "passed": None if mem_ratio is None
+                            else bool(mem_ratio <= targets["memory"])}
+    return checks
 
 
 def _median(values: list[float]) -> float:

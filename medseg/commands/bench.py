@@ -7,6 +7,12 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..bench import BenchOptions, Section
 
 EXAMPLES = """examples:
   medseg bench --out bench/results.json
@@ -49,11 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..bench import BenchOptions, sections
-    from ..bench.report import document, generic_table, summary
-    from ..errors import ConfigError, MedsegError
+    from ..bench.report import document
     from ..io import atomic_write_text
 
     available = sections()
@@ -61,6 +64,30 @@ def run(args: argparse.Namespace) -> int:
     args.only = getattr(args, "only", None)
     args.repeats = getattr(args, "repeats", None)
     names = args.section or list(available)
+    device = _check_args(args, names, available)
+
+    def progress(line: str) -> None:
+        print(f"  … {line}", file=sys.stderr, flush=True)
+
+    options = BenchOptions(repeats=args.repeats, quick=args.quick, only=args.only,
+                           device=str(device), progress=progress)
+    started = time.perf_counter()
+    rows, errors = _run_sections([(name, available[name]) for name in names], options)
+    meta = {"sections": names, "quick": args.quick, "repeats": args.repeats, "only": args.only,
+            "device": str(device), "seconds": round(time.perf_counter() - started, 1),
+            "errors": errors}
+    atomic_write_text(args.out, document(rows, meta))
+    print(f"\n{_verdict(rows, errors)}; results written to {args.out}")
+    return 1 if errors else 0
+
+
+def _check_args(args: argparse.Namespace, names: list[str], available: dict[str, Section]
+                ) -> torch.device:
+    """Refuse bad arguments before any measurement; return the torch device."""
+    import torch
+
+    from ..errors import ConfigError
+
     unknown = [n for n in names if n not in available]
     if unknown:
         raise ConfigError(f"bench --section: unknown section(s) {', '.join(unknown)} "
@@ -81,17 +108,19 @@ def run(args: argparse.Namespace) -> int:
         from ..bench.regularizers import select_keys
 
         select_keys(args.only)  # fail before any measurement
+    return device
 
-    def progress(line: str) -> None:
-        print(f"  … {line}", file=sys.stderr, flush=True)
 
-    options = BenchOptions(repeats=args.repeats, quick=args.quick, only=args.only,
-                           device=str(device), progress=progress)
-    rows = []
+def _run_sections(sections: list[tuple[str, Section]], options: BenchOptions
+                  ) -> tuple[list[dict], dict[str, str]]:
+    """Run each section, printing its table; a section that breaks is reported and the others
+    still run. Returns all rows and ``{section: error}``."""
+    from ..bench.report import generic_table
+    from ..errors import MedsegError
+
+    rows: list[dict] = []
     errors: dict[str, str] = {}
-    started = time.perf_counter()
-    for name in names:
-        section = available[name]
+    for name, section in sections:
         t0 = time.perf_counter()
         print(f"\n== {name}: {section.description}", flush=True)
         try:
@@ -106,14 +135,17 @@ def run(args: argparse.Namespace) -> int:
         for row in section_rows:
             row.setdefault("section", name)
         rows += section_rows
-        if args.quick:
+        if options.quick:
             print("   (--quick: tiny shapes, targets not judged)")
         print((section.table or generic_table)(section_rows))
         print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
-    meta = {"sections": names, "quick": args.quick, "repeats": args.repeats, "only": args.only,
-            "device": str(device), "seconds": round(time.perf_counter() - started, 1),
-            "errors": errors}
-    atomic_write_text(args.out, document(rows, meta))
+    return rows, errors
+
+
+def _verdict(rows: list[dict], errors: dict[str, str]) -> str:
+    """The closing line: targets passed/failed and sections that failed to run."""
+    from ..bench.report import summary
+
     result = summary(rows)
     if result["passed"] is None:
         verdict = "no target judged"
@@ -124,5 +156,4 @@ def run(args: argparse.Namespace) -> int:
                    + ", ".join(result["targets_failed"]))
     if errors:
         verdict += f"; {len(errors)} section(s) failed to run: {', '.join(errors)}"
-    print(f"\n{verdict}; results written to {args.out}")
-    return 1 if errors else 0
+    return verdict
