@@ -4,10 +4,14 @@ DICOM (PS3.3 C.7.6.2, Image Plane module):
 
 * the series is found wherever it lies below the given folder (downloads of
   Pancreas-CT nest it as ``<patient>/<study uid>/<series uid>/`` with varying
-  depth); several series below one folder are an error — pass the series folder;
+  depth) by the series finder shared with ``medseg predict``
+  (:func:`medseg.data.dicom.find_series_below`, with this reader's rules
+  :data:`SERIES_RULES`); several series below one folder are an error — pass the
+  series folder;
 * slices are ordered by ImagePositionPatient projected on the slice normal
-  ``n = row × column`` of ImageOrientationPatient (file names and InstanceNumber
-  are not trusted);
+  ``n = row × column`` of ImageOrientationPatient
+  (:func:`medseg.data.dicom.order_by_position`, shared with predict; file names
+  and InstanceNumber are not trusted);
 * HU = stored value · RescaleSlope + RescaleIntercept, per slice;
 * refused, naming the file: slices whose ImageOrientationPatient differs, an
   orientation whose row and column cosines are not unit length and orthogonal
@@ -25,7 +29,8 @@ Headers and native (uncompressed) pixel data are read with pydicom; compressed
 transfer syntaxes are decoded by SimpleITK/GDCM. NIfTI and other formats ITK
 knows are read with SimpleITK (LPS geometry, NIfTI ``scl_slope``/``scl_inter``
 applied by ITK). Problems raise :class:`~medseg.errors.DataError` naming the
-file: not a DICOM file among the slices, a truncated file, NaN voxels, …
+file: not a DICOM file among the slices, a truncated file (the one truncation
+check, :func:`medseg.data.dicom.truncation`), NaN voxels, …
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import DataError
-from .dicom import non_image_class, truncation
+from .dicom import (DicomFile, find_series, find_series_below, is_compressed, order_by_position,
+                    read_dataset, slice_normal, slice_positions, truncation)
 from .geometry import Geometry
 
 # ITK prints warnings (e.g. "Non uniform sampling") straight to stderr; our own
@@ -160,32 +166,21 @@ class _Slice:
     ds: object  # pydicom Dataset
 
 
-def _read_dicom(path: Path):
-    """pydicom Dataset of ``path``; None if the file is not DICOM at all."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        return pydicom.dcmread(str(path))
-    except InvalidDicomError:
-        return None
-    except Exception as exc:  # noqa: BLE001 - any parser failure is a damaged file
-        raise DataError(f"{path}: unreadable or truncated DICOM file ({type(exc).__name__})") from None
-
-
-def _is_non_image(ds) -> bool:
-    """Objects that may sit next to the slices without being slices (DICOMDIR, SR, RTSTRUCT, …)."""
-    return non_image_class(ds) is not None and "PixelData" not in ds
-
-
-def _transfer_syntax(ds):
-    meta = getattr(ds, "file_meta", None)
-    return None if meta is None else meta.get("TransferSyntaxUID")
+#: the dataset reader's rules for :func:`~medseg.data.dicom.find_series` (``medseg
+#: predict`` keeps the defaults): a download's other folders may hold anything, but a
+#: stray file among the slices is an error; reports and structure sets beside the
+#: slices are skipped; slices without a SeriesInstanceUID are grouped together
+SERIES_RULES = {"not_dicom": "error-beside-images", "non_images": "skip-imageless",
+                "require_series_uid": False}
 
 
 def _check_slice(path: Path, ds) -> None:
-    """Raise DataError unless ``ds`` is a complete single-frame image slice."""
-    for tag in ("Rows", "Columns", "BitsAllocated", "PixelRepresentation"):
+    """Raise DataError unless ``ds`` (read with its pixels) is a complete single-frame slice.
+
+    The finder has checked its SOP Class, Rows/Columns and file size already; here
+    the pixel data itself is checked by the same truncation rule.
+    """
+    for tag in ("BitsAllocated", "PixelRepresentation"):
         if tag not in ds:
             raise DataError(f"{path}: truncated or incomplete DICOM file (no {tag})")
     if "PixelData" not in ds:
@@ -201,8 +196,7 @@ def _check_slice(path: Path, ds) -> None:
 
 def _slice_pixels(path: Path, ds) -> np.ndarray:
     """HU of one slice, (Y, X) float32: stored · RescaleSlope + RescaleIntercept."""
-    ts = _transfer_syntax(ds)
-    if ts is not None and ts.is_compressed:
+    if is_compressed(ds):
         try:  # GDCM decodes JPEG/JPEG-LS/RLE/J2K; it applies the rescale itself
             img = sitk.ReadImage(str(path))
         except RuntimeError as exc:
@@ -269,36 +263,16 @@ def _geometry(slices: list[_Slice], normal: np.ndarray, iop: np.ndarray,
                     (int(first.Columns), int(first.Rows), len(slices)))
 
 
-def find_dicom_files(folder: str | os.PathLike) -> list[tuple[Path, object]]:
-    """Every DICOM image slice below ``folder`` with its dataset.
+def find_dicom_files(folder: str | os.PathLike) -> list[DicomFile]:
+    """Every DICOM image slice below ``folder``, its header read without pixels.
 
-    A non-DICOM file in a folder that holds slices is an error naming that file;
-    folders without any DICOM file are ignored, as are hidden files and
-    non-image DICOM objects (DICOMDIR, reports, RT structures).
+    The shared finder (:func:`medseg.data.dicom.find_series_below`) with
+    :data:`SERIES_RULES`: a non-DICOM file in a folder that holds slices is an
+    error naming that file; folders without any DICOM file are ignored, as are
+    hidden files and non-image DICOM objects (DICOMDIR, reports, RT structures).
     """
-    root = Path(folder)
-    found: list[tuple[Path, object]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files = sorted(f for f in filenames if not f.startswith("."))
-        if not files:
-            continue
-        here: list[tuple[Path, object]] = []
-        strangers: list[Path] = []
-        for name in files:
-            p = Path(dirpath) / name
-            if is_volume_file(p):
-                strangers.append(p)
-                continue
-            ds = _read_dicom(p)
-            if ds is None:
-                strangers.append(p)
-            elif not _is_non_image(ds):
-                here.append((p, ds))
-        if here and strangers:
-            raise DataError(f"{strangers[0]}: not a DICOM file (found among the slices in {dirpath})")
-        found.extend(here)
-    return found
+    series = find_series_below(folder, **SERIES_RULES)
+    return [f for group in series.values() for f in group]
 
 
 def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
@@ -306,24 +280,55 @@ def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     root = Path(folder)
     if not root.exists():
         raise DataError(f"{root}: folder not found")
-    files = find_dicom_files(root)
-    if not files:
+    series = find_series_below(root, **SERIES_RULES)
+    if not series:
         raise DataError(f"{root}: empty folder (no DICOM files below it)")
-    series: dict[str, list[_Slice]] = {}
-    for p, ds in files:
-        _check_slice(p, ds)
-        series.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append(_Slice(p, ds))
     if len(series) > 1:
         raise DataError(f"{root}: {len(series)} DICOM series found below this folder; "
                         f"pass the folder of the one to read")
-    slices = next(iter(series.values()))
-    return _assemble(root, slices)
+    return _assemble([_read_slice(f) for f in next(iter(series.values()))])
 
 
-def _assemble(root: Path, slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
+def read_dicom_file(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """One DICOM slice as a one-slice volume (named by the user: it must be an image)."""
+    p = Path(path)
+    found = find_series([p], require_series_uid=False)
+    if not found:
+        raise DataError(f"{p}: a DICOMDIR index file, not an image; give the series folder")
+    return _assemble([_read_slice(next(iter(found.values()))[0])])
+
+
+def _read_slice(found: DicomFile) -> _Slice:
+    """The found slice read again with its pixels, and checked."""
+    ds = read_dataset(found.path)
+    if ds is None:  # replaced since it was found
+        raise DataError(f"{found.path}: not a DICOM file")
+    _check_slice(found.path, ds)
+    return _Slice(found.path, ds)
+
+
+def _assemble(slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
+    """Checked slices stacked along the slice normal (the shared order) into HU and geometry."""
+    iop = _check_alike(slices)
+    if len(slices) > 1:
+        for s in slices:  # numeric (or an error naming the file) before the shared order reads them
+            if _numbers(s.path, s.ds, "ImagePositionPatient", 3) is None:
+                raise DataError(f"{s.path}: DICOM slice has no ImagePositionPatient; cannot order slices")
+    slices = [slices[i] for i in order_by_position([s.ds for s in slices])]
+    positions = slice_positions([s.ds for s in slices]) if len(slices) > 1 else np.zeros(1)
+    normal = slice_normal(slices[0].ds)  # the normal the shared order projected on
+    if len(slices) > 1:
+        _check_spacing(slices, positions, normal)
+    first = slices[0].ds
+    volume = np.empty((len(slices), int(first.Rows), int(first.Columns)), dtype=np.float32)
+    for k, s in enumerate(slices):
+        volume[k] = _slice_pixels(s.path, s.ds)
+    return volume, _geometry(slices, normal, iop, positions)
+
+
+def _check_alike(slices: list[_Slice]) -> np.ndarray:
+    """The series' ImageOrientationPatient; DataError for a slice of another size or orientation."""
     iop = _orientation(slices[0].path, slices[0].ds)
-    row, col = iop[:3], iop[3:]
-    normal = np.cross(row, col)
     rows, cols = int(slices[0].ds.Rows), int(slices[0].ds.Columns)
     for s in slices[1:]:
         if (int(s.ds.Rows), int(s.ds.Columns)) != (rows, cols):
@@ -331,42 +336,23 @@ def _assemble(root: Path, slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
                             f"is {rows}×{cols}")
         if not np.allclose(_orientation(s.path, s.ds), iop, atol=1e-3):
             raise DataError(f"{s.path}: ImageOrientationPatient differs from the rest of the series")
-    if len(slices) > 1:
-        for s in slices:
-            if getattr(s.ds, "ImagePositionPatient", None) is None:
-                raise DataError(f"{s.path}: DICOM slice has no ImagePositionPatient; cannot order slices")
-    positions = np.array([float(np.dot(_numbers(s.path, s.ds, "ImagePositionPatient", 3), normal))
-                          if len(slices) > 1 else 0.0 for s in slices])
-    order = np.argsort(positions, kind="stable")
-    slices = [slices[i] for i in order]
-    positions = positions[order]
-    if len(slices) > 1:
-        gaps = np.diff(positions)
-        dup = np.flatnonzero(gaps < 1e-4)
-        if dup.size:
-            raise DataError(f"{slices[dup[0] + 1].path}: two slices at the same position as "
-                            f"{slices[dup[0]].path.name}")
-        _check_stacking(slices, positions, normal)
-        mean = (positions[-1] - positions[0]) / (len(slices) - 1)
-        worst = int(np.argmax(np.abs(gaps - mean)))
-        if abs(gaps[worst] - mean) > _SPACING_TOLERANCE * mean:
-            raise DataError(f"{slices[worst + 1].path}: slice spacing is not uniform (gap of "
-                            f"{gaps[worst]:.3g} mm after {slices[worst].path.name}, mean {mean:.3g} mm, "
-                            f"tolerance {_SPACING_TOLERANCE:.0%}); a slice may be missing")
-    volume = np.empty((len(slices), rows, cols), dtype=np.float32)
-    for k, s in enumerate(slices):
-        volume[k] = _slice_pixels(s.path, s.ds)
-    return volume, _geometry(slices, normal, iop, positions)
+    return iop
 
 
-def read_dicom_file(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
-    """One DICOM slice as a one-slice volume."""
-    p = Path(path)
-    ds = _read_dicom(p)
-    if ds is None:
-        raise DataError(f"{p}: not a DICOM file")
-    _check_slice(p, ds)
-    return _assemble(p.parent, [_Slice(p, ds)])
+def _check_spacing(slices: list[_Slice], positions: np.ndarray, normal: np.ndarray) -> None:
+    """Ordered slices: no two at one position, stacked along the normal, evenly spaced."""
+    gaps = np.diff(positions)
+    dup = np.flatnonzero(gaps < 1e-4)
+    if dup.size:
+        raise DataError(f"{slices[dup[0] + 1].path}: two slices at the same position as "
+                        f"{slices[dup[0]].path.name}")
+    _check_stacking(slices, positions, normal)
+    mean = (positions[-1] - positions[0]) / (len(slices) - 1)
+    worst = int(np.argmax(np.abs(gaps - mean)))
+    if abs(gaps[worst] - mean) > _SPACING_TOLERANCE * mean:
+        raise DataError(f"{slices[worst + 1].path}: slice spacing is not uniform (gap of "
+                        f"{gaps[worst]:.3g} mm after {slices[worst].path.name}, mean {mean:.3g} mm, "
+                        f"tolerance {_SPACING_TOLERANCE:.0%}); a slice may be missing")
 
 
 def read_ct_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:

@@ -6,11 +6,13 @@
 * :func:`truncation` — the one truncation check: whether a file holds all the
   pixel bytes its header promises (native transfer syntaxes; compressed ones
   are checked by their decoder);
-* :func:`read_header` / :func:`find_series` — the one DICOM series finder: every
-  DICOM file below a folder, read without its pixels, grouped by
-  SeriesInstanceUID;
-* :func:`order_by_position` — slices ordered along the slice normal, the rule
-  :func:`medseg.data.ct.read_dicom_series` stacks a volume by.
+* :func:`read_header` / :func:`find_series` — the one DICOM series finder: DICOM
+  files read without their pixels, checked, and grouped by SeriesInstanceUID;
+  :func:`find_series_below` walks a folder for it. Its keyword arguments hold the
+  two callers' different rules (see :func:`find_series`);
+* :func:`slice_positions` / :func:`order_by_position` — slices ordered along the
+  slice normal, the rule :func:`medseg.data.ct.read_dicom_series` stacks a volume by
+  and ``medseg predict`` orders the source files of a DICOM SEG by.
 """
 
 from __future__ import annotations
@@ -76,14 +78,23 @@ def non_image_class(ds: Any) -> str | None:
     return None
 
 
-def _transfer_syntax(ds: Any) -> str:
+def transfer_syntax(ds: Any) -> str:
+    """The TransferSyntaxUID of a dataset's file meta ('' when it has none)."""
     meta = getattr(ds, "file_meta", None)
     return "" if meta is None else str(meta.get("TransferSyntaxUID", "") or "")
 
 
+def is_compressed(ds: Any) -> bool:
+    """True when the pixel data is encapsulated (JPEG, JPEG-LS, JPEG 2000, RLE, …)."""
+    from pydicom.uid import UID
+
+    ts = UID(transfer_syntax(ds))
+    return bool(ts.is_transfer_syntax and ts.is_compressed)
+
+
 def expected_pixel_bytes(ds: Any) -> int | None:
     """Bytes of native pixel data the header promises; ``None`` for compressed syntaxes."""
-    ts = _transfer_syntax(ds)
+    ts = transfer_syntax(ds)
     if ts and ts not in NATIVE_TRANSFER_SYNTAXES:
         return None
     bits = int(getattr(ds, "BitsAllocated", 16) or 16)
@@ -111,17 +122,27 @@ def truncation(path: str | os.PathLike, ds: Any) -> str | None:
     return None
 
 
-def read_header(path: str | os.PathLike) -> Any | None:
-    """The header of a DICOM file, without pixels; ``None`` if the file is not DICOM at all."""
+def read_dataset(path: str | os.PathLike, *, pixels: bool = True) -> Any | None:
+    """A DICOM file read with pydicom; ``None`` if it is not DICOM at all.
+
+    ``pixels=False`` reads only the header attributes :data:`HEADER_TAGS` (what the
+    finder and the checks use). A damaged file is a DataError naming it.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    header_only = {} if pixels else {"stop_before_pixels": True, "specific_tags": HEADER_TAGS}
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=HEADER_TAGS)
+        return pydicom.dcmread(str(path), **header_only)
     except InvalidDicomError:
         return None
     except Exception as exc:  # noqa: BLE001 - any parser failure is a damaged file
         raise DataError(f"{path}: unreadable or truncated DICOM file ({type(exc).__name__})") from None
+
+
+def read_header(path: str | os.PathLike) -> Any | None:
+    """The header of a DICOM file, without pixels; ``None`` if the file is not DICOM at all."""
+    return read_dataset(path, pixels=False)
 
 
 @dataclass
@@ -136,29 +157,73 @@ class DicomFile:
         return str(getattr(self.header, "SeriesInstanceUID", "") or "")
 
 
-def find_series(files: Sequence[Path], *, require_dicom: bool = True) -> dict[str, list[DicomFile]]:
+def find_series(files: Sequence[Path], *, not_dicom: str = "error", non_images: str = "error",
+                require_series_uid: bool = True) -> dict[str, list[DicomFile]]:
     """Headers of the DICOM ``files`` grouped by SeriesInstanceUID, in the order given.
 
-    Every file's header is checked: not DICOM at all (an error with
-    ``require_dicom``, else skipped), not an image (its SOP Class is named), no
-    pixel data dimensions, truncated, or without a SeriesInstanceUID → DataError
-    naming the file. DICOMDIR index files are skipped.
+    Every image's header is checked (:func:`check_image_header`: an image SOP
+    Class, pixel dimensions, not truncated) and a problem is a DataError naming
+    the file. DICOMDIR index files are skipped. The two callers differ:
+
+    * ``not_dicom`` — a file that is not DICOM at all: ``"error"`` (``medseg
+      predict``: the user named it, or its suffix or preamble said DICOM),
+      ``"skip"``, or ``"error-beside-images"`` (:mod:`medseg.data.ct`: a stray file
+      in a folder that holds slices means a damaged or mixed-up copy of the
+      series, while the other folders of a download may hold anything);
+    * ``non_images`` — an object that is not an image: ``"error"`` (predict: the
+      user asked for a mask of it), or ``"skip-imageless"`` (data: reports,
+      structure sets, waveforms, … may sit beside the slices of a download; one
+      that carries pixels — SEG, RT Dose — is still refused, as it would
+      otherwise be taken for a slice);
+    * ``require_series_uid`` — predict needs the UID to reference the source
+      series in its DICOM SEG; the dataset reader groups files without one together.
     """
     series: dict[str, list[DicomFile]] = {}
-    for p in files:
+    strays: list[Path] = []
+    for p in map(Path, files):
         ds = read_header(p)
         if ds is None:
-            if require_dicom:
+            if not_dicom == "error":
                 raise DataError(f"{p}: not a DICOM file")
+            strays.append(p)
+        elif sop_class_uid(ds) == MEDIA_STORAGE_DIRECTORY or _skipped(ds, non_images):
             continue
-        if sop_class_uid(ds) == MEDIA_STORAGE_DIRECTORY:
-            continue
-        check_image_header(p, ds)
-        f = DicomFile(Path(p), ds)
-        if not f.series_uid:
-            raise DataError(f"{p}: DICOM file without a SeriesInstanceUID")
-        series.setdefault(f.series_uid, []).append(f)
+        else:
+            check_image_header(p, ds)
+            f = DicomFile(p, ds)
+            if require_series_uid and not f.series_uid:
+                raise DataError(f"{p}: DICOM file without a SeriesInstanceUID")
+            series.setdefault(f.series_uid, []).append(f)
+    if not_dicom == "error-beside-images":
+        _refuse_strays_beside_images(strays, series)
     return series
+
+
+def _skipped(ds: Any, non_images: str) -> bool:
+    """Whether a non-image object without pixel dimensions is skipped under ``non_images``."""
+    imageless = "Rows" not in ds or "Columns" not in ds
+    return non_images == "skip-imageless" and imageless and non_image_class(ds) is not None
+
+
+def _refuse_strays_beside_images(strays: Sequence[Path], series: dict[str, list[DicomFile]]) -> None:
+    """DataError naming the first non-DICOM file that sits in a folder holding image slices."""
+    folders = {f.path.parent for group in series.values() for f in group}
+    for p in strays:
+        if p.parent in folders:
+            raise DataError(f"{p}: not a DICOM file (found among the slices in {p.parent})")
+
+
+def find_series_below(folder: str | os.PathLike, **rules: Any) -> dict[str, list[DicomFile]]:
+    """:func:`find_series` over every file below ``folder`` (hidden files and folders left out).
+
+    Files are taken folder by folder in sorted order (symbolic links to folders
+    are not followed); ``rules`` are :func:`find_series`'s keyword arguments.
+    """
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return find_series(files, **rules)
 
 
 def check_image_header(path: str | os.PathLike, ds: Any) -> None:
@@ -167,7 +232,7 @@ def check_image_header(path: str | os.PathLike, ds: Any) -> None:
     if cls is not None:
         raise DataError(f"{path}: not an image but a {cls} object")
     if "Rows" not in ds or "Columns" not in ds:
-        raise DataError(f"{path}: DICOM file without an image (no Rows/Columns)")
+        raise DataError(f"{path}: truncated or incomplete DICOM file (no Rows/Columns)")
     problem = truncation(path, ds)
     if problem:
         raise DataError(f"{path}: {problem}")
@@ -180,10 +245,18 @@ def slice_normal(ds: Any) -> np.ndarray:
     return np.cross(iop[:3], iop[3:])
 
 
+def slice_positions(headers: Sequence[Any]) -> np.ndarray:
+    """Each slice's ImagePositionPatient projected on the first slice's normal (mm)."""
+    normal = slice_normal(headers[0])
+    return np.array([float(np.dot([float(v) for v in h.ImagePositionPatient], normal)) for h in headers])
+
+
 def order_by_position(headers: Sequence[Any]) -> list[int]:
-    """Indices of ``headers`` sorted by ImagePositionPatient along the slice normal (stable)."""
+    """Indices of ``headers`` sorted by ImagePositionPatient along the slice normal (stable).
+
+    File names and InstanceNumber are not trusted. The positions must be numeric
+    (:mod:`medseg.data.ct` checks them first, naming the file).
+    """
     if len(headers) < 2:
         return list(range(len(headers)))
-    normal = slice_normal(headers[0])
-    pos = [float(np.dot([float(v) for v in h.ImagePositionPatient], normal)) for h in headers]
-    return [int(i) for i in np.argsort(pos, kind="stable")]
+    return [int(i) for i in np.argsort(slice_positions(headers), kind="stable")]
