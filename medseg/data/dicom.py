@@ -145,6 +145,11 @@ def read_header(path: str | os.PathLike) -> Any | None:
     return read_dataset(path, pixels=False)
 
 
+#: what :func:`find_series` may do with a file that is not DICOM, and with a non-image object
+NOT_DICOM_RULES = ("error", "skip", "error-beside-images")
+NON_IMAGE_RULES = ("error", "skip-imageless")
+
+
 @dataclass
 class DicomFile:
     """One DICOM file found below a folder: its path and header (no pixels)."""
@@ -178,6 +183,8 @@ def find_series(files: Sequence[Path], *, not_dicom: str = "error", non_images: 
     * ``require_series_uid`` — predict needs the UID to reference the source
       series in its DICOM SEG; the dataset reader groups files without one together.
     """
+    if not_dicom not in NOT_DICOM_RULES or non_images not in NON_IMAGE_RULES:
+        raise ValueError(f"find_series: unknown rule not_dicom={not_dicom!r} non_images={non_images!r}")
     series: dict[str, list[DicomFile]] = {}
     strays: list[Path] = []
     for p in map(Path, files):
