@@ -262,6 +262,9 @@ class ModelConfig(Section):
     deep_supervision: bool = key(False, _bool, "UNet3+: deep supervision heads (training only)")
     cat_channels: int | None = key(None, _int(lo=1, optional=True),
                                    "UNet3+: channels per full-scale skip (null: base_channels)")
+    foreground_prior: float | None = key(None, _float(lo=1e-6, hi=0.5, optional=True),
+                                         "start every head at this foreground probability (prior "
+                                         "initialisation, Lin et al. 2017; null: PyTorch's default init)")
 
 
 @dataclass

@@ -3,22 +3,24 @@ the input-level regularizer and the size check of :meth:`SegmentationNet.forward
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from .. import regularizers
-from ..checks import check_int
+from ..checks import check_int, check_real
 from ..errors import ConfigError
 from .blocks import check_size, norm_spec
 
 
-def checked(check: Callable[..., Any], name: str, value: Any, *args: Any) -> Any:
-    """``check(name, value, *args)`` (a :mod:`medseg.checks` function) with its ValueError
-    raised as a ConfigError naming the model argument: ``model depth must be …``."""
+def checked(check: Callable[..., Any], name: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+    """``check(name, value, *args, **kwargs)`` (a :mod:`medseg.checks` function) with its
+    ValueError raised as a ConfigError naming the model argument: ``model depth must be …``."""
     try:
-        return check(name, value, *args)
+        return check(name, value, *args, **kwargs)
     except ValueError as exc:
         raise ConfigError(f"model {exc}") from None
 
@@ -71,6 +73,27 @@ class SegmentationNet(nn.Module):
         slots = [self._make_slot(i, total) for i in range(total)]
         del self._make_slot  # a closure; keep the module picklable
         return slots
+
+    def heads(self) -> list[nn.Module]:
+        """The 1×1 convs that produce logits: :attr:`head` and any deep-supervision heads."""
+        return [self.head, *(getattr(self, "aux_heads", None) or [])]
+
+    def init_foreground_prior(self, prior: float) -> None:
+        """Start every head at foreground probability ``prior`` for every pixel.
+
+        The prior-probability initialisation of Lin et al., "Focal Loss for Dense Object
+        Detection" (ICCV 2017) for a rare class: head weights N(0, 0.01²), background bias 0,
+        the other classes' bias log(prior / (1 − prior)). Without it, a seed whose random
+        head starts out predicting foreground on much of the image first learns, through
+        the cross-entropy of ~99.8 % background pixels, to saturate to background, and the
+        Dice term's gradient through the saturated softmax can keep it there.
+        """
+        prior = checked(check_real, "foreground prior", prior, 0.0, 1.0, low_open=True, high_open=True)
+        with torch.no_grad():
+            for head in self.heads():
+                nn.init.normal_(head.weight, std=0.01)
+                head.bias.fill_(math.log(prior / (1.0 - prior)))
+                head.bias[0] = 0.0
 
     def forward(self, x: torch.Tensor):
         check_size(x, self.depth, self.in_channels)

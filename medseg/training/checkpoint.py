@@ -57,7 +57,8 @@ def medseg_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "format": FORMAT,
         "preprocessing": pre,
         "modality": MODALITY[data["dataset"]],
-        "model": dict(cfg["model"]),
+        # foreground_prior only initialises the heads: not part of what the weights mean
+        "model": {k: v for k, v in cfg["model"].items() if k != "foreground_prior"},
         "regularizer": dict(cfg["regularizer"]),
         "out_channels": 2,
         "config": dict(cfg),

@@ -49,6 +49,8 @@ class SegmentationModule(pl.LightningModule):
             m["name"], in_channels(cfg), 2, base_channels=m["base_channels"], depth=m["depth"],
             norm=m["norm"], regularizer=cfg["regularizer"], **_model_options(m),
         )
+        if m["foreground_prior"] is not None:
+            self.model.init_foreground_prior(m["foreground_prior"])
         t = cfg["train"]
         self.loss = build_loss(t["loss"], cfg["data"]["dataset"], dice_batch=t["dice_batch"],
                                dice_include_background=t["dice_include_background"])

@@ -244,3 +244,21 @@ def test_build_errors():
         models.build("unet3plus", 1, 2, cat_channels=0)
     with pytest.raises(ConfigError, match="unknown regularizer 'nope'"):
         models.build("unet", 1, 2, regularizer="nope")
+
+
+@pytest.mark.parametrize("name,options", [("unet", {}), ("attention_unet", {}),
+                                          ("unet3plus", {"deep_supervision": True})])
+def test_foreground_prior_starts_every_head_at_the_prior(name, options):
+    torch.manual_seed(1)
+    net = models.build(name, 1, 2, base_channels=4, depth=3, **options)
+    net.init_foreground_prior(0.01)
+    net.train()
+    x = torch.randn(2, 1, 32, 32)
+    outputs = net(x)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    assert len(outputs) == len(net.heads()) == (1 if name != "unet3plus" else net.depth + 1)
+    for logits in outputs:
+        p = torch.softmax(logits, 1)[:, 1]
+        assert (p - 0.01).abs().max() < 0.005, p.mean()  # weights N(0, 0.01²): near the prior everywhere
+    with pytest.raises(ConfigError, match="foreground prior"):
+        net.init_foreground_prior(1.0)
