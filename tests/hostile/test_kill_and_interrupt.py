@@ -76,8 +76,11 @@ DRIVER = textwrap.dedent("""
 def _start(tmp_path, point, at, *argv):
     flag = tmp_path / f"flag-{point}-{at}"
     env = {**os.environ, "H_FLAG": str(flag), "H_POINT": point, "H_AT": str(at), "PYTHONUNBUFFERED": "1"}
+    # SIGINT at its default in the child: a shell runs background jobs (nohup … &) with SIGINT
+    # ignored, which children inherit, and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, *map(str, argv)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not flag.exists():
         if proc.poll() is not None:

@@ -71,7 +71,8 @@ def test_configure_optimizers_steps_the_poly_schedule(pancreas_cfg):
 
 
 def test_constant_schedule_is_a_bare_optimizer(pancreas_cfg):
-    assert isinstance(SegmentationModule(pancreas_cfg).configure_optimizers(), torch.optim.Adam)
+    cfg = {**pancreas_cfg, "train": {**pancreas_cfg["train"], "lr_schedule": "constant"}}
+    assert isinstance(SegmentationModule(cfg).configure_optimizers(), torch.optim.Adam)
 
 
 @pytest.mark.slow
