@@ -363,3 +363,14 @@ def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
     for r in rows:
         w.writerow([csv_cell(r[c]) for c in columns])
     return buf.getvalue()
+
+
+def read_csv_rows(path: str | os.PathLike, columns: Sequence[str], what: str) -> list[dict[str, str]]:
+    """The rows of a CSV file medseg wrote with :func:`csv_text` (as text); a file whose
+    header is not ``columns`` is a MedsegError naming it as not a medseg ``what`` file."""
+    p = Path(path)
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != list(columns):
+            raise MedsegError(f"{p}: not a medseg {what} file (header {reader.fieldnames})")
+        return list(reader)

@@ -27,7 +27,6 @@ regularizer, the band = ± std over draws and repeats.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -39,7 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import MedsegError
-from ..io import atomic_write_text, csv_text
+from ..io import atomic_write_text, csv_text, read_csv_rows
 from .grid import method_label
 
 COLUMNS = ["run", "dataset", "model", "regularizer", "params", "repeat", "seed", "fraction", "draw",
@@ -207,18 +206,10 @@ def coadapt_csv(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def read_coadapt(path: str | Path) -> list[dict[str, Any]]:
-    p = Path(path)
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames != COLUMNS:
-            raise MedsegError(f"{p}: not a medseg co-adaptation file (header {reader.fieldnames})")
-        out = []
-        for r in reader:
-            out.append({**r, "repeat": int(r["repeat"]) if r["repeat"] else None, "seed": int(r["seed"]),
-                        "fraction": float(r["fraction"]), "draw": int(r["draw"]),
-                        "n_dropped": int(r["n_dropped"]), "channels": int(r["channels"]),
-                        "dice": float(r["dice"]), "iou": float(r["iou"])})
-    return out
+    return [{**r, "repeat": int(r["repeat"]) if r["repeat"] else None, "seed": int(r["seed"]),
+             "fraction": float(r["fraction"]), "draw": int(r["draw"]), "n_dropped": int(r["n_dropped"]),
+             "channels": int(r["channels"]), "dice": float(r["dice"]), "iou": float(r["iou"])}
+            for r in read_csv_rows(path, COLUMNS, "co-adaptation")]
 
 
 def series_by_panel(rows: list[Mapping[str, Any]]):

@@ -20,7 +20,6 @@ Markdown section of ``medseg report``.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import MedsegError
-from ..io import atomic_path, csv_text
+from ..io import atomic_path, csv_text, read_csv_rows
 from ..regularizers.diagnostics import COLUMNS, DropRecorder
 
 SPLITS = ("val", "test", "train")
@@ -155,13 +154,8 @@ def drops_figure(frequencies: dict[str, tuple[torch.Tensor, torch.Tensor]], titl
 
 def read_drops(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a ``drops.csv`` (numbers typed)."""
-    p = Path(path)
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames != COLUMNS:
-            raise MedsegError(f"{p}: not a medseg drops file (header {reader.fieldnames})")
-        return [{k: (v if k in ("slot", "spatial") else int(v) if k == "channels" else float(v))
-                 for k, v in r.items()} for r in reader]
+    return [{k: (v if k in ("slot", "spatial") else int(v) if k == "channels" else float(v))
+             for k, v in r.items()} for r in read_csv_rows(path, COLUMNS, "drops")]
 
 
 def drops_section(exp_dir: Path) -> list[str]:

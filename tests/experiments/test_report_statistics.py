@@ -248,3 +248,16 @@ def test_default_report_has_the_heuristic_drops_section_when_runs_have_drops(tmp
     write_report(exp, qualitative=False, force=True)
     md = (exp / "report" / "report.md").read_text()
     assert "## What Heuristic Dropout dropped" in md and "`model.bottleneck.reg`" in md and "50" in md
+
+
+def test_foreign_drops_and_coadapt_files_are_refused_naming_them(tmp_path):
+    from medseg.errors import MedsegError
+    from medseg.experiments.coadapt import read_coadapt
+    from medseg.experiments.drops import read_drops
+
+    bad = tmp_path / "x.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(MedsegError, match=r"x\.csv: not a medseg drops file"):
+        read_drops(bad)
+    with pytest.raises(MedsegError, match=r"x\.csv: not a medseg co-adaptation file"):
+        read_coadapt(bad)
