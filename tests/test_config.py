@@ -128,3 +128,18 @@ def test_config_show_documents_every_key(capsys):
     assert "p: 0.2" in text and "parameter of regularizer 'dropout'" in text
     assert main(["config", "show", str(CPU_CONFIG), "train.epochz=1"]) == 2
     assert "train.epochz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.foreground_fraction=1.5", "data.foreground_fraction"),
+    ("data.foreground_fraction=abc", "data.foreground_fraction"),
+    ("train.lr_schedule=cosine", "train.lr_schedule"),
+    ("train.poly_exponent=-1", "train.poly_exponent"),
+    ("train.dice_batch=maybe", "train.dice_batch"),
+    ("data.folds=0", "data.folds"),
+    ("model.foreground_prior=0.9", "model.foreground_prior"),
+    ("model.foreground_prior=true", "model.foreground_prior"),
+])
+def test_recipe_keys_refuse_bad_values_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(CPU_CONFIG, [override])
