@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from hostile_helpers import tiny_run_config
+
 
 class CliResult:
     def __init__(self, rc: int, out: str, err: str):
@@ -50,9 +52,6 @@ def cli(capsys):
     return run
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file below ``folder`` (relative path → bytes): 'nothing overwritten or lost'."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="session")
@@ -81,18 +80,8 @@ def bagls_copy(tiny_bagls, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_bagls, tmp_path / "bagls"))
 
 
-def series_files(root: Path, patient: str = "PANCREAS_0001") -> list[Path]:
-    """The DICOM slices of one patient of a TCIA-layout copy, in file name order."""
-    return sorted((root / "Pancreas-CT" / patient).rglob("*.dcm"))
 
 
-def edit_dicom(path: Path, **tags) -> None:
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    for tag, value in tags.items():
-        setattr(ds, tag, value)
-    ds.save_as(path)
 
 
 @pytest.fixture
@@ -157,32 +146,9 @@ def small_fs(tmp_path, can_mount):
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
-def fill(folder: Path) -> None:
-    """Fill the file system of ``folder`` up to the last byte (unbuffered writes)."""
-    import os
-
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        for size in (65536, 4096, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- trained runs
-def tiny_run_config(root: Path, cache: Path, **extra) -> dict:
-    from medseg.config import validate
-
-    cfg = {"data": {"dataset": "pancreas", "root": str(root), "num_cases": 3, "split": [1, 1, 1],
-                    "size": [32, 32], "cache_dir": str(cache)},
-           "model": {"base_channels": 2, "depth": 2},
-           "train": {"epochs": 1, "batch_size": 4, "progress_bar": False, "num_threads": 1,
-                     "accelerator": "cpu"}}
-    for section, values in extra.items():
-        cfg.setdefault(section, {}).update(values)
-    return validate(cfg)
 
 
 @pytest.fixture(scope="session")

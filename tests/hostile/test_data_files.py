@@ -13,7 +13,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import edit_dicom, series_files
+from hostile_helpers import edit_dicom, series_files
 
 
 def _tilt(root):

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import snapshot
+from hostile_helpers import snapshot
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from conftest import fill, snapshot
+from hostile_helpers import fill, snapshot
 
 # ----------------------------------------------------------------------------- real file systems
 

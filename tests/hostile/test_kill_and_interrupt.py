@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_run_config
+from hostile_helpers import tiny_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +197,7 @@ def test_kill_9_during_synth_leaves_no_dataset_and_a_rerun_works(cli, tmp_path):
 
 
 def test_ctrl_c_during_evaluate_exits_130_and_keeps_the_metrics(run_copy, tmp_path):
-    from conftest import snapshot
+    from hostile_helpers import snapshot
 
     before = snapshot(run_copy)
     proc = _start(tmp_path, "test", 0, "evaluate", run_copy, "--no-progress")

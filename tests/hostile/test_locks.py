@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import snapshot
+from hostile_helpers import snapshot
 
 
 def _hold_lock_in_child(folder, what, ready):

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import snapshot, tiny_run_config
+from hostile_helpers import snapshot, tiny_run_config
 
 pytestmark = pytest.mark.slow
 
