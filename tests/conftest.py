@@ -14,6 +14,31 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+
+# ----------------------------------------------------------------------------- the quick loop
+# ``pytest -m "not slow"`` is the quick loop: a test that trains (here or through a fixture it
+# uses) must be marked ``@pytest.mark.slow``. Enforced: outside a slow test, Trainer.fit raises.
+_current_test_is_slow = [True]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    _current_test_is_slow[0] = item.get_closest_marker("slow") is not None
+    yield
+
+
+def pytest_configure(config):
+    import pytorch_lightning as pl
+
+    fit = pl.Trainer.fit
+
+    def guarded_fit(self, *args, **kwargs):
+        if not _current_test_is_slow[0]:
+            raise RuntimeError("this test trains a model: mark it @pytest.mark.slow")
+        return fit(self, *args, **kwargs)
+
+    pl.Trainer.fit = guarded_fit
+
 PANCREAS_OVERRIDES = [
     "data.size=[64,64]", "data.num_cases=5", "data.split=[2,1,2]",
     "model.base_channels=4", "model.depth=3", "train.epochs=1", "train.batch_size=8",

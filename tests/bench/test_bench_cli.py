@@ -20,6 +20,7 @@ def run_bench(tmp_path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_rows_for_every_key_and_shape(tmp_path, capsys):
     keys = ["heuristic", "dropout", "stochastic_depth", "cutout"]
     doc = run_bench(tmp_path, "--section", "regularizers,unet_step", "--only", ",".join(keys))

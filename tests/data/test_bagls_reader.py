@@ -33,6 +33,7 @@ def test_discovery(bagls):
     assert ref.image == bagls / "training" / "3.png" and ref.label == bagls / "training" / "3_seg.png"
 
 
+@pytest.mark.slow
 def test_frames_match_generator_gray_and_rgb(bagls):
     ndims = set()
     for ref in discover_bagls(bagls)["training"]:

@@ -47,6 +47,7 @@ def test_entry_without_spacing_is_rebuilt(pancreas_cfg, tmp_path):
     assert not cache.is_fresh("old", "fp")
 
 
+@pytest.mark.slow
 def test_bagls_frames_are_2d_in_pixels(bagls_cfg, tmp_path):
     from medseg.data.cache import prepare
     from medseg.data.splits import resolve_split

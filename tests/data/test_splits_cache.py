@@ -53,6 +53,7 @@ def _cfg(base, tmp_path, **data):
     return {**base, "data": {**base["data"], "cache_dir": str(tmp_path / "cache"), **data}}
 
 
+@pytest.mark.slow
 def test_second_prepare_does_no_work_and_changed_settings_rebuild(pancreas_cfg, tmp_path):
     cfg = _cfg(pancreas_cfg, tmp_path)
     split = make_split(cfg["data"])
@@ -122,6 +123,7 @@ def test_cache_entry_contents(pancreas_cfg, tmp_path):
     assert np.allclose(entry["image"][:, 0], expected, atol=2e-3)  # 64³ synthetic: no resize
 
 
+@pytest.mark.slow
 def test_datamodule_serves_augmented_train_slices_and_whole_cases(bagls_cfg):
     split = make_split(bagls_cfg["data"])
     dm = SegmentationDataModule(bagls_cfg, split, progress=False)

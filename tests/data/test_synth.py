@@ -23,6 +23,7 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["tcia", "msd"])
 def test_pancreas_same_seed_same_bytes(tmp_path, layout):
     a = synth_pancreas(tmp_path / "a", layout=layout, cases=3, size=SIZE, slices=SLICES, seed=1)
@@ -33,6 +34,7 @@ def test_pancreas_same_seed_same_bytes(tmp_path, layout):
     assert da != dc
 
 
+@pytest.mark.slow
 def test_bagls_same_seed_same_bytes(tmp_path):
     a = synth_bagls(tmp_path / "a", frames=6, test_frames=2, seed=4)
     b = synth_bagls(tmp_path / "b", frames=6, test_frames=2, seed=4)
@@ -100,6 +102,7 @@ def test_interrupted_synth_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_phantom_properties_default_size():
     vols, centroids, noise = [], [], []
     for i in range(3):
@@ -128,6 +131,7 @@ def test_phantom_is_independent_of_case_count():
     assert a.geometry == b.geometry
 
 
+@pytest.mark.slow
 def test_bagls_frames_variety():
     frames = [bagls_frame(i, "training", 0) for i in range(100)]
     closed = np.mean([f.mask.sum() == 0 for f in frames])

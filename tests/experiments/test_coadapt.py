@@ -42,6 +42,7 @@ def test_channel_draws_are_seeded_and_nested():
         parse_fractions("0,1.5")
 
 
+@pytest.mark.slow
 def test_fraction_zero_reproduces_the_runs_own_test_dice(grid_run):
     (info,) = discover_runs([grid_run])
     rows = coadapt_run(info, [0.0, 0.5, 1.0], draws=2, seed=0)
@@ -55,6 +56,7 @@ def test_fraction_zero_reproduces_the_runs_own_test_dice(grid_run):
     assert (info.regularizer, info.params, info.repeat, info.seed) == ("heuristic", "{}", 0, 0)
 
 
+@pytest.mark.slow
 def test_zeroing_maps_equals_zeroing_the_heads_weights(grid_run):
     """The hook acts on the input of the output layer: dropping maps S gives the same
     logits (and scores) as a head whose weights for S are zero."""
@@ -77,6 +79,7 @@ def test_zeroing_maps_equals_zeroing_the_heads_weights(grid_run):
     assert (scored["dice_mean"], scored["pooled_dice"]) == (again["dice_mean"], again["pooled_dice"])
 
 
+@pytest.mark.slow
 def test_cli_writes_csv_and_plot_and_refuses_to_overwrite(grid_run, tmp_path, capsys):
     out = tmp_path / "co"
     args = ["coadapt", str(grid_run), "--fractions", "0,0.5", "--draws", "2", "--out", str(out),

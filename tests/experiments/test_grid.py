@@ -179,6 +179,7 @@ def test_append_run_is_atomic_and_keeps_each_run_once(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- running
 
 
+@pytest.mark.slow
 def test_tiny_grid_layout_and_rows(tiny_grid):
     out, resolved, _ = tiny_grid
     split = json.loads((out / "split.json").read_text())
@@ -202,6 +203,7 @@ def test_tiny_grid_layout_and_rows(tiny_grid):
     assert yaml.safe_load((out / "experiment.yaml").read_text())["seeds"] == {"pancreas": [0, 1]}
 
 
+@pytest.mark.slow
 def test_rerun_does_only_the_missing_runs(grid_copy):
     out, resolved, _ = grid_copy
     specs = expand(resolved)
@@ -226,6 +228,7 @@ def test_rerun_does_only_the_missing_runs(grid_copy):
     assert again.ran == [] and again.done_before == 4
 
 
+@pytest.mark.slow
 def test_crash_after_training_is_redone_and_max_runs_stops(tiny_grid, tmp_path, monkeypatch):
     import medseg.training.run as run_mod
 
@@ -256,6 +259,7 @@ def test_crash_after_training_is_redone_and_max_runs_stops(tiny_grid, tmp_path, 
     assert all(ref[(r["run_dir"], r["case_id"])] == r["dice"] for r in rows)
 
 
+@pytest.mark.slow
 def test_config_change_is_refused_unless_forced(grid_copy, grid_file):
     out, resolved, overrides = grid_copy
     changed = read_experiment(grid_file, [*overrides, "train.epochs=2"])
@@ -283,6 +287,7 @@ def test_config_change_is_refused_unless_forced(grid_copy, grid_file):
     assert yaml.safe_load((out / "experiment.yaml").read_text())["datasets"]["pancreas"]["train"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_cli_dry_run_lists_runs_without_writing(tiny_grid, tmp_path, capsys):
     out, resolved, overrides = tiny_grid
     cfg = resolved["source"]["config"]
@@ -301,6 +306,7 @@ def test_cli_dry_run_lists_runs_without_writing(tiny_grid, tmp_path, capsys):
     assert "medseg: error: experiment key 'grid.bogus' is unknown" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_run_resumes_and_stops_after_max_runs(grid_copy, capsys):
     out, resolved, overrides = grid_copy
     cfg = resolved["source"]["config"]

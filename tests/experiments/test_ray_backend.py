@@ -45,6 +45,7 @@ def ray_local():
 # --------------------------------------------------------------------------- on Ray
 
 
+@pytest.mark.slow
 def test_ray_grid_writes_the_local_rows_and_resumes(tiny_grid, grid_file, ray_local, tmp_path, capsys):
     local_out, resolved, overrides = tiny_grid
     out = tmp_path / "ray"
@@ -73,6 +74,7 @@ def test_ray_grid_writes_the_local_rows_and_resumes(tiny_grid, grid_file, ray_lo
     assert rows_of(out) == rows_of(local_out)
 
 
+@pytest.mark.slow
 def test_a_failing_ray_task_is_a_one_line_error_naming_the_run(tiny_grid, ray_local, tmp_path):
     from medseg.experiments.ray_backend import RayBackend
     from medseg.experiments.runner import execute_run
@@ -121,6 +123,7 @@ def test_resources_schema_defaults_and_jobs(tmp_path):
             read_experiment(f, [bad])
 
 
+@pytest.mark.slow
 def test_changing_resources_does_not_change_the_experiment(tiny_grid, grid_file, tmp_path):
     import shutil
 
@@ -134,6 +137,7 @@ def test_changing_resources_does_not_change_the_experiment(tiny_grid, grid_file,
     assert yaml.safe_load((out / "experiment.yaml").read_text())["resources"]["cpus_per_run"] == 2
 
 
+@pytest.mark.slow
 def test_gpu_runs_need_gpus_per_run(tiny_grid, tmp_path):
     pytest.importorskip("ray", reason="Ray cannot be installed here (pip install 'medseg[ray]')")
     from medseg.experiments.ray_backend import RayBackend

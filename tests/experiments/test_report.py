@@ -128,6 +128,7 @@ def _synthetic_results(path: Path, repeats: int = 5) -> dict:
     return truth
 
 
+@pytest.mark.slow
 def test_wilcoxon_p_values_and_k_ablation_from_results(tmp_path):
     exp = tmp_path / "exp"
     truth = _synthetic_results(exp / "results.csv")

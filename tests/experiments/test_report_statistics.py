@@ -69,6 +69,7 @@ def comparison(rep: Path, method: str, ref: str, metric: str) -> dict:
     return found[0]
 
 
+@pytest.mark.slow
 def test_bootstrap_ci_is_scipys_percentile_bootstrap_of_the_paired_differences(tmp_path):
     exp = tmp_path / "exp"
     rows = write_grid(exp)
@@ -100,6 +101,7 @@ def test_degenerate_and_tiny_bootstraps():
     assert all(math.isnan(v) for v in bootstrap_ci([0.2]))
 
 
+@pytest.mark.slow
 def test_wilcoxon_over_cases_and_over_repeats(tmp_path):
     exp = tmp_path / "exp"
     rows = write_grid(exp)
@@ -144,6 +146,7 @@ def test_one_plain_sentence_per_comparison_with_the_metric_direction():
     assert "heuristic is better than none" in sentence(_comparison("nsd", 0.1, 0.05, 0.15))
 
 
+@pytest.mark.slow
 def test_runs_that_did_not_converge_are_listed_marked_and_kept(tmp_path):
     exp = tmp_path / "exp"
     failed = {("none", 1, 0): 0.0, ("heuristic", 2, 1): 0.05, ("dropout", 0, 0): 0.15}
@@ -187,6 +190,7 @@ def test_runs_that_did_not_converge_are_listed_marked_and_kept(tmp_path):
     assert float(read_csv(rep / "summary.csv")[0]["dice_mean"]) == float(summary["none"]["dice_mean"])
 
 
+@pytest.mark.slow
 def test_best_val_dice_from_the_run_log_where_results_lack_it(tmp_path):
     exp = tmp_path / "exp"
     write_grid(exp, repeats=2)
@@ -217,6 +221,7 @@ def test_failed_below_must_be_a_fraction(tmp_path, capsys):
     assert not (exp / "report").exists()
 
 
+@pytest.mark.slow
 def test_extra_sections_are_appended(tmp_path):
     exp = tmp_path / "exp"
     write_grid(exp, repeats=2)
@@ -232,6 +237,7 @@ def test_extra_sections_are_appended(tmp_path):
     json.dumps(md)  # plain text
 
 
+@pytest.mark.slow
 def test_default_report_has_the_heuristic_drops_section_when_runs_have_drops(tmp_path):
     from medseg.io import csv_text
     from medseg.regularizers.diagnostics import COLUMNS as DROP_COLUMNS

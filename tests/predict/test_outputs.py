@@ -65,6 +65,7 @@ def _sources_in_z_order(series: Path) -> list[Path]:
 # --------------------------------------------------------------------------- outputs
 
 
+@pytest.mark.slow
 def test_dicom_seg_round_trip_equals_the_nifti_mask(tiny_ckpts, ct_series, tmp_path, capsys):
     out = tmp_path / "out"
     rc, stdout, err = _cli(capsys, "--checkpoint", tiny_ckpts["ct0"], "--output", out,
@@ -86,6 +87,7 @@ def test_dicom_seg_round_trip_equals_the_nifti_mask(tiny_ckpts, ct_series, tmp_p
     assert len(ds.SegmentSequence) == 1
 
 
+@pytest.mark.slow
 def test_dicom_seg_omits_empty_frames(ct_series, tmp_path):
     from medseg.predict.writers import write_dicom_seg
 

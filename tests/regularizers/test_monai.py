@@ -18,6 +18,7 @@ SLOT_KEYS = [k for k in regularizers.available()
 TINY = (4, 4, 8, 8, 16, 4)  # BasicUNet features
 
 
+@pytest.mark.slow
 def test_import_registers_nothing():
     code = ("import medseg.regularizers\n"
             "from monai.networks.layers.factories import Dropout\n"

@@ -60,6 +60,7 @@ def test_the_payload_is_live_when_loaded_unsafely(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow
 def test_load_checkpoint_refuses_code(pancreas_run, tmp_path):
     marker = tmp_path / "pwned"
     evil = _evil_checkpoint(pancreas_run, tmp_path / "evil.ckpt", marker)
@@ -81,6 +82,7 @@ def test_plain_pickle_with_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_predict_cli_refuses_code(pancreas_run, tmp_path, capsys):
     marker = tmp_path / "pwned"
     evil = _evil_checkpoint(pancreas_run, tmp_path / "evil.ckpt", marker)
@@ -93,6 +95,7 @@ def test_predict_cli_refuses_code(pancreas_run, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_evaluate_cli_refuses_code(pancreas_run, tmp_path, capsys):
     marker = tmp_path / "pwned"
     evil = _evil_checkpoint(pancreas_run, tmp_path / "evil.ckpt", marker)
@@ -103,6 +106,7 @@ def test_evaluate_cli_refuses_code(pancreas_run, tmp_path, capsys):
     assert {n: (pancreas_run / n).read_bytes() for n in before} == before
 
 
+@pytest.mark.slow
 def test_real_checkpoint_loads_with_weights_only(pancreas_run):
     from medseg.config import validate
 

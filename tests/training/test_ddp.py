@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from medseg.cli import main
@@ -76,6 +77,7 @@ def run_in_group(cmd: list[str], env: dict[str, str], timeout: float) -> subproc
     return subprocess.CompletedProcess(cmd, proc.returncode, out, None)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_counts_every_case_once_and_matches_single_process_eval(
         pancreas_root, cache_dir, tmp_path):
     run = tmp_path / "ddp_run"
@@ -153,6 +155,7 @@ def test_a_single_device_run_ignores_launcher_variables(pancreas_cfg, tmp_path, 
     assert plan.split["test"]
 
 
+@pytest.mark.slow
 def test_a_grid_run_on_two_devices_runs_as_its_own_medseg_train(pancreas_root, cache_dir, tmp_path):
     """In a grid, a multi-device run is a `medseg train` subprocess (Lightning re-executes it per rank)."""
     import yaml

@@ -16,6 +16,7 @@ def read_cases(path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["pancreas_run", "bagls_run"])
 def test_run_folder_holds_every_file(which, request):
     run = request.getfixturevalue(which)
@@ -35,6 +36,7 @@ def test_run_folder_holds_every_file(which, request):
     assert ckpt["medseg"]["preprocessing"]["dataset"] == split["dataset"]
 
 
+@pytest.mark.slow
 def test_evaluate_recomputes_the_same_files(pancreas_run, tmp_path):
     import shutil
 
@@ -52,6 +54,7 @@ def _weights(run):
     return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_cases_different_seed_differs(pancreas_cfg, pancreas_run, tmp_path):
     same = tmp_path / "same"
     train_run(pancreas_cfg, same, progress=False)
@@ -67,6 +70,7 @@ def test_same_seed_same_cases_different_seed_differs(pancreas_cfg, pancreas_run,
     assert (other / "logs" / "metrics.csv").read_text() != (pancreas_run / "logs" / "metrics.csv").read_text()
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_continues_the_epoch_count(pancreas_cfg, tmp_path, monkeypatch):
     cfg = {**pancreas_cfg, "train": {**pancreas_cfg["train"], "epochs": 2}}
     run = tmp_path / "resume"
@@ -101,6 +105,7 @@ def test_resume_after_interruption_continues_the_epoch_count(pancreas_cfg, tmp_p
     assert (run / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_train_cli_refuses_to_overwrite_and_names_the_folder(pancreas_run, capsys):
     cfg_args = ["--config", str(pancreas_run / "config.yaml")]
     code = main(["train", *cfg_args, "--out", str(pancreas_run)])
@@ -109,6 +114,7 @@ def test_train_cli_refuses_to_overwrite_and_names_the_folder(pancreas_run, capsy
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_force_with_bad_data_keeps_the_old_run(pancreas_run, tmp_path, capsys):
     import shutil
 
