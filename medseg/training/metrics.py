@@ -224,10 +224,16 @@ class SegmentationScores:
         return out
 
 
-def summary_line(s: Mapping[str, Any]) -> str:
-    """One line of a summary: each metric's mean ± std, the pooled DICE and the case count."""
+def distance_unit(dataset: str) -> str:
+    """The unit of HD95: ``mm`` for CT scans (scored with their spacing), ``px`` for BAGLS frames."""
+    return "px" if dataset == "bagls" else "mm"
+
+
+def summary_line(s: Mapping[str, Any], unit: str = "mm") -> str:
+    """One line of a summary: each metric's mean ± std (HD95 in ``unit``), the pooled DICE and
+    the case count."""
     names = {"dice": "DICE", "iou": "IoU", "hd95": "HD95", "nsd": "NSD"}
-    parts = [f"{names[m]} {s[m + '_mean']:.4f} ± {s[m + '_std']:.4f}" + (" mm" if m == "hd95" else "")
+    parts = [f"{names[m]} {s[m + '_mean']:.4f} ± {s[m + '_std']:.4f}" + (f" {unit}" if m == "hd95" else "")
              for m in METRICS if not math.isnan(s.get(m + "_mean", NAN))]
     return "  ".join(parts) + f"  (pooled DICE {s['pooled_dice']:.4f}, {s['n_cases']} cases)"
 

@@ -40,7 +40,7 @@ from . import markdown, plots
 from .statistics import (BASELINE, DEFAULT_FAILED_BELOW, HEURISTIC, METRICS, Analysis, Comparison,
                          analyse, bootstrap_ci, k_ablations, mean_std, min_p, paired_wilcoxon, per_repeat,
                          per_run, summarize)
-from .tables import (COMPARISON_COLUMNS, METRIC_NAMES, REPEAT_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS,
+from .tables import (COMPARISON_COLUMNS, metric_name, REPEAT_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS,
                      comparisons_csv, summary_markdown, table_csv)
 
 __all__ = ["write_report", "analyse", "Analysis", "Comparison", "bootstrap_ci", "min_p", "paired_wilcoxon",
@@ -86,7 +86,7 @@ def write_tables(out: Path, a: Analysis) -> None:
         mine = [c for c in a.cells if c["dataset"] == dataset]
         (out / f"summary_{dataset}.csv").write_text(table_csv(SUMMARY_COLUMNS, mine))
         failed = any(c["failed_runs"] for c in mine)
-        tables = [f"### {METRIC_NAMES[m]}\n\n{summary_markdown(a.cells, dataset, m, failed)}\n" for m in METRICS]
+        tables = [f"### {metric_name(m, dataset)}\n\n{summary_markdown(a.cells, dataset, m, failed)}\n" for m in METRICS]
         (out / f"summary_{dataset}.md").write_text(f"# {dataset}: summary over repeats\n\n" + "\n".join(tables))
 
 

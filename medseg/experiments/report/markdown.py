@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..grid import method_label
 from .statistics import (BOOTSTRAP_SEED, HEURISTIC, METRICS, N_RESAMPLES, Analysis, mean_std, min_p)
-from .tables import (METRIC_NAMES, cell_text, comparison_markdown, failed_markdown, fmt, fmt_p, md_table,
+from .tables import (metric_name, cell_text, comparison_markdown, failed_markdown, fmt, fmt_p, md_table,
                      sentence, summary_markdown)
 
 #: an optional section: (experiment folder, report folder) → Markdown lines
@@ -161,7 +161,7 @@ def dataset_section(a: Analysis, dataset: str, stems: Mapping[str, str]) -> list
     any_failed = any(c["failed_runs"] for c in mine)
     lines = [f"## {dataset}", ""]
     for metric in METRICS:
-        name = METRIC_NAMES[metric]
+        name = metric_name(metric, dataset)
         lines += [f"### {name} (mean ± std over repeats)", "",
                   summary_markdown(a.cells, dataset, metric, without_failed=any_failed), "",
                   f"![{dataset} {name} box plot]({stems[metric]}.png)", ""]
@@ -175,7 +175,7 @@ def comparisons_section(a: Analysis, dataset: str) -> list[str]:
     lines = [f"### Paired differences against `none` and `heuristic` ({dataset})", ""]
     for metric in METRICS:
         direction = "lower is better" if metric == "hd95" else "higher is better"
-        lines += [f"{METRIC_NAMES[metric]} ({direction}):", "", comparison_markdown(comps, metric), ""]
+        lines += [f"{metric_name(metric, dataset)} ({direction}):", "", comparison_markdown(comps, metric), ""]
     return lines + [f"- {sentence(c)}" for c in comps] + [""]
 
 

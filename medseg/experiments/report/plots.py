@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import figures
 from .statistics import METRICS, Analysis
-from .tables import METRIC_NAMES
+from .tables import metric_name
 
 
 def boxplots(out: Path, a: Analysis, dataset: str) -> dict[str, str]:
@@ -31,7 +31,7 @@ def boxplots(out: Path, a: Analysis, dataset: str) -> dict[str, str]:
             panels.append((model, [c["method"] for c in cells], [[r[metric] for r in rs] for rs in reps],
                            [[r["failed"] > 0 for r in rs] for rs in reps]))
         stem = f"boxplot_{dataset}_{metric}"
-        name = METRIC_NAMES[metric]
+        name = metric_name(metric, dataset)
         figures.boxplot_figure(panels, f"test {name} (mean over cases, per repeat)",
                                f"{dataset}: {name} over {n_max} repeats per method", out / stem,
                                failed_note=note)

@@ -9,10 +9,17 @@ import math
 from typing import Any, Iterable, Mapping, Sequence
 
 from ...io import csv_text
+from ...training.metrics import distance_unit
 from .statistics import LOWER_IS_BETTER, METRICS, REFERENCES, Comparison, min_p
 
-METRIC_NAMES = {"dice": "DICE", "iou": "IoU", "hd95": "HD95 (mm)", "nsd": "NSD"}
+METRIC_NAMES = {"dice": "DICE", "iou": "IoU", "hd95": "HD95", "nsd": "NSD"}
 NAN = float("nan")
+
+
+def metric_name(metric: str, dataset: str) -> str:
+    """The metric's label, HD95 with its unit on ``dataset`` (mm for CT, px for BAGLS frames)."""
+    name = METRIC_NAMES[metric]
+    return f"{name} ({distance_unit(dataset)})" if metric == "hd95" else name
 
 
 def fmt(v: float | None, digits: int = 4) -> str:
@@ -52,7 +59,7 @@ def summary_markdown(cells: list[Mapping[str, Any]], dataset: str, metric: str,
     models = list(dict.fromkeys(c["model"] for c in mine))    # order of first appearance
     methods = list(dict.fromkeys(c["method"] for c in mine))
     by = {(c["method"], c["model"]): c for c in mine}
-    name = METRIC_NAMES[metric]
+    name = metric_name(metric, dataset)
     header = ["method"]
     for m in models:
         header += [f"{m}: {name} mean ± std (all runs)"]
@@ -94,8 +101,8 @@ def _p_text(p: float, n: int, what: str) -> str:
 
 def sentence(c: Comparison) -> str:
     """One plain sentence: the paired difference, its CI, the verdict and both Wilcoxon tests."""
-    name = METRIC_NAMES[c.metric].split(" ")[0]
-    unit = " mm" if c.metric == "hd95" else ""
+    name = METRIC_NAMES[c.metric]
+    unit = f" {distance_unit(c.dataset)}" if c.metric == "hd95" else ""
     direction = "lower is better" if c.metric in LOWER_IS_BETTER else "higher is better"
     if c.n_pairs == 0:
         return f"{c.model}, {c.method} vs {c.reference}, {name}: no paired cases."
@@ -107,7 +114,8 @@ def sentence(c: Comparison) -> str:
 
 def comparison_markdown(comps: list[Comparison], metric: str) -> str:
     """One row per (model, method, reference) of one metric."""
-    header = ["model", "method", "vs", "pairs", f"Δ {METRIC_NAMES[metric]}", "95 % CI",
+    dataset = comps[0].dataset if comps else ""
+    header = ["model", "method", "vs", "pairs", f"Δ {metric_name(metric, dataset)}", "95 % CI",
               "Wilcoxon p, cases (n)", "Wilcoxon p, repeats (n)"]
     rows = [[c.model, c.method, c.reference, str(c.n_pairs), fmt_signed(c.delta),
              f"{fmt_signed(c.ci_low)} to {fmt_signed(c.ci_high)}",
