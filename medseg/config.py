@@ -264,7 +264,9 @@ class ModelConfig(Section):
                                    "UNet3+: channels per full-scale skip (null: base_channels)")
     foreground_prior: float | None = key(None, _float(lo=1e-6, hi=0.5, optional=True),
                                          "start every head at this foreground probability (prior "
-                                         "initialisation, Lin et al. 2017; null: PyTorch's default init)")
+                                         "initialisation, Lin et al. 2017; null: PyTorch's default init; "
+                                         "measured: helps Pancreas-CT's dice_ce, keeps BAGLS' ce_dice_ssim "
+                                         "at predicting nothing)")
 
 
 @dataclass

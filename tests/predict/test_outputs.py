@@ -143,6 +143,7 @@ def test_frame_outputs(tiny_ckpts, bagls_root, tmp_path):
 # --------------------------------------------------------------------------- --output
 
 
+@pytest.mark.slow  # writes a DICOM SEG
 def test_output_file_names(tiny_ckpts, ct_series, tmp_path, capsys):
     out = tmp_path / "res" / "mask.nii.gz"
     rc, _, err = _cli(capsys, "--checkpoint", tiny_ckpts["ct0"], "--output", out, "--overlay", ct_series)
