@@ -39,6 +39,7 @@ def pytest_configure(config):
 
     pl.Trainer.fit = guarded_fit
 
+
 PANCREAS_OVERRIDES = [
     "data.size=[64,64]", "data.num_cases=5", "data.split=[2,1,2]",
     "model.base_channels=4", "model.depth=3", "train.epochs=1", "train.batch_size=8",
