@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from medseg.config import apply_overrides, load_config, parse_override, validate
+from medseg.config import load_config, validate
+from medseg.config_files import apply_overrides, parse_override
 from medseg.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -87,7 +87,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..config import SECTIONS, apply_overrides, merge, read_yaml, validate
+from ..config import SECTIONS, validate
+from ..config_files import apply_overrides, merge, read_yaml
 from ..errors import ConfigError
 
 TOP_KEYS = ("base", "grid", "description", "report", *SECTIONS, "seed")

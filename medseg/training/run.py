@@ -40,7 +40,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..config import dump_config, read_yaml, resolve_path, validate
+from ..config import dump_config, resolve_path, validate
+from ..config_files import read_yaml
 from ..data.datamodule import SegmentationDataModule
 from ..data.splits import load_split, resolve_split, save_split
 from ..errors import CheckpointError, ConfigError, MedsegError

@@ -1,6 +1,5 @@
 """Splits (medseg.data.splits), the slice cache (medseg.data.cache) and the DataModule."""
 
-import json
 import os
 
 import numpy as np

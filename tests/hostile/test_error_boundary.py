@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from hostile_helpers import fill, snapshot
+from hostile_helpers import fill
 
 # ----------------------------------------------------------------------------- real file systems
 

@@ -8,7 +8,7 @@ import torch
 
 from medseg.cli import main
 from medseg.training.module import SegmentationModule
-from medseg.training.run import evaluate_run, train_run
+from medseg.training.run import train_run
 
 
 def read_cases(path):
