@@ -30,14 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import MedsegError
     from ..io import folder_lock
-    from ..training.metrics import distance_unit, summary_line
-    from ..training.run import evaluate_run, read_run_config
+    from ..training.metrics import summary_line
+    from ..training.run import evaluate_run
 
     if not args.run_dir.is_dir():
         raise MedsegError(f"{args.run_dir}: run folder not found")
     with folder_lock(args.run_dir, "run"):  # not while a train --resume writes it
         s = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint,
                          progress=not args.no_progress)
-    unit = distance_unit(read_run_config(args.run_dir)["data"]["dataset"])
-    print(f"{args.split} " + summary_line(s, unit))
+    print(f"{args.split} " + summary_line(s))
     return 0

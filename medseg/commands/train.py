@@ -44,7 +44,7 @@ def default_run_dir(cfg) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..training.metrics import distance_unit, summary_line
+    from ..training.metrics import summary_line
     from ..training.run import launcher_rank_is_zero, train_run
     from ..errors import MedsegError
 
@@ -55,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     summary = train_run(cfg, out, resume=args.resume, force=args.force, progress=not args.no_progress)
     if not launcher_rank_is_zero():
         return 0  # other DDP ranks: rank 0 reports
-    print("test " + summary_line(summary, distance_unit(cfg["data"]["dataset"])))
+    print("test " + summary_line(summary))
     print(f"run folder: {out}")
     return 0

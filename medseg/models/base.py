@@ -4,7 +4,6 @@ the input-level regularizer and the size check of :meth:`SegmentationNet.forward
 from __future__ import annotations
 
 import math
-
 from typing import Any, Callable, Mapping
 
 import torch

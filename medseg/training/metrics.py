@@ -229,9 +229,10 @@ def distance_unit(dataset: str) -> str:
     return "px" if dataset == "bagls" else "mm"
 
 
-def summary_line(s: Mapping[str, Any], unit: str = "mm") -> str:
-    """One line of a summary: each metric's mean ± std (HD95 in ``unit``), the pooled DICE and
-    the case count."""
+def summary_line(s: Mapping[str, Any]) -> str:
+    """One line of a summary: each metric's mean ± std (HD95 in the summary's ``distance_unit``,
+    mm where it has none), the pooled DICE and the case count."""
+    unit = s.get("distance_unit", "mm")
     names = {"dice": "DICE", "iou": "IoU", "hd95": "HD95", "nsd": "NSD"}
     parts = [f"{names[m]} {s[m + '_mean']:.4f} ± {s[m + '_std']:.4f}" + (f" {unit}" if m == "hd95" else "")
              for m in METRICS if not math.isnan(s.get(m + "_mean", NAN))]

@@ -22,7 +22,7 @@ from ..data.preprocess import predict_slices
 from ..models import build as build_model
 from .checkpoint import in_channels, medseg_metadata, _model_options
 from .losses import build_loss, supervised_loss
-from .metrics import CaseScore, SegmentationScores
+from .metrics import CaseScore, SegmentationScores, distance_unit
 
 
 def poly_factor(total_steps: int, exponent: float):
@@ -127,7 +127,8 @@ class SegmentationModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         scores = self._gathered_scores()
         self.test_rows = scores.rows
-        self.test_summary = scores.summary()
+        self.test_summary = {**scores.summary(),
+                             "distance_unit": distance_unit(self.cfg["data"]["dataset"])}
         self.log("test_dice", float(self.test_summary["dice_mean"]))
         self.log("test_iou", float(self.test_summary["iou_mean"]))
         self.log("test_hd95", float(self.test_summary["hd95_mean"]))

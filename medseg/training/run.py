@@ -6,8 +6,10 @@
   ``checkpoints/best.ckpt``   best validation DICE; ``checkpoints/last.ckpt`` end of the last epoch
   ``logs/``                   CSV (``metrics.csv``) and TensorBoard logs
   ``metrics.json``            test-set summary (mean/std/median of DICE, IoU, HD95, NSD; pooled
-                              scores; the empty-case conventions and the aggregation)
-  ``cases.csv``               one row per test case: case_id, dice, iou, voxel counts, hd95 (mm), nsd
+                              scores; the empty-case conventions and the aggregation;
+                              ``distance_unit`` of HD95: mm for CT, px for BAGLS frames)
+  ``cases.csv``               one row per test case: case_id, dice, iou, voxel counts, hd95
+                              (in ``distance_unit``), nsd
 
 ``--resume`` continues from ``last.ckpt`` (saved at every epoch end, so a run
 killed mid-epoch loses at most that epoch).

@@ -217,7 +217,7 @@ def test_hd95_is_labelled_in_mm_for_ct_and_in_pixels_for_frames():
     assert distance_unit("pancreas") == "mm" and distance_unit("bagls") == "px"
     s = {"dice_mean": 0.5, "dice_std": 0.1, "hd95_mean": 3.0, "hd95_std": 1.0, "pooled_dice": 0.5,
          "n_cases": 2}
-    assert "HD95 3.0000 ± 1.0000 px" in summary_line(s, distance_unit("bagls"))
+    assert "HD95 3.0000 ± 1.0000 px" in summary_line({**s, "distance_unit": distance_unit("bagls")})
     assert "HD95 3.0000 ± 1.0000 mm" in summary_line(s)
     assert metric_name("hd95", "bagls") == "HD95 (px)" and metric_name("hd95", "pancreas") == "HD95 (mm)"
     assert metric_name("dice", "bagls") == "DICE"

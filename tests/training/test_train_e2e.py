@@ -32,6 +32,7 @@ def test_run_folder_holds_every_file(which, request):
     assert m["n_cases"] == len(rows)
     assert m["dice_mean"] == pytest.approx(sum(dices) / len(dices))
     assert 0.0 <= m["pooled_dice"] <= 1.0 and "aggregation" in m
+    assert m["distance_unit"] == ("px" if split["dataset"] == "bagls" else "mm")  # of HD95
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["medseg"]["preprocessing"]["dataset"] == split["dataset"]
 

@@ -40,8 +40,8 @@ from . import markdown, plots
 from .statistics import (BASELINE, DEFAULT_FAILED_BELOW, HEURISTIC, METRICS, Analysis, Comparison,
                          analyse, bootstrap_ci, k_ablations, mean_std, min_p, paired_wilcoxon, per_repeat,
                          per_run, summarize)
-from .tables import (COMPARISON_COLUMNS, metric_name, REPEAT_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS,
-                     comparisons_csv, summary_markdown, table_csv)
+from .tables import (COMPARISON_COLUMNS, REPEAT_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, comparisons_csv,
+                     metric_name, summary_markdown, table_csv)
 
 __all__ = ["write_report", "analyse", "Analysis", "Comparison", "bootstrap_ci", "min_p", "paired_wilcoxon",
            "per_repeat", "per_run", "summarize", "k_ablations", "mean_std", "BASELINE", "HEURISTIC", "METRICS",

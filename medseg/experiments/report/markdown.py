@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..grid import method_label
 from .statistics import (BOOTSTRAP_SEED, HEURISTIC, METRICS, N_RESAMPLES, Analysis, mean_std, min_p)
-from .tables import (metric_name, cell_text, comparison_markdown, failed_markdown, fmt, fmt_p, md_table,
+from .tables import (cell_text, comparison_markdown, failed_markdown, fmt, fmt_p, md_table, metric_name,
                      sentence, summary_markdown)
 
 #: an optional section: (experiment folder, report folder) → Markdown lines
