@@ -21,8 +21,11 @@ Shape, size, position and intensity of the target, organ contrasts, a global
 HU offset, a smooth bias field, blur (in-plane and along z) and noise
 (σ 6–16 HU, slightly correlated) vary per scan, so a U-Net trained on eight
 scans over-fits. Everything is drawn from ``numpy.random.default_rng`` seeded
-by ``(seed, case)``; DICOM UIDs are derived from the seed and no timestamps are
-written, so the same seed gives byte-identical files.
+by ``(seed, case)``; DICOM UIDs are derived from the seed and the study date and
+time are fixed (:data:`STUDY_DATE`), so the same seed gives byte-identical files.
+The headers carry every type 1 and type 2 attribute of the CT Image IOD
+(``dciodvfy`` from dicom3tools reports no error), so a DICOM SEG made from a
+synthetic scan inherits valid patient and study modules.
 
 How a scan is painted
 ---------------------
@@ -75,6 +78,8 @@ TCIA_IMAGES = "Pancreas-CT"
 TCIA_LABELS = "TCIA_pancreas_labels-02-05-2017"
 MARKER = "medseg_synth.json"
 _UID_TAG = "medseg-synth-pancreas"
+#: one fixed study date and time for every scan (not the time of writing: same seed, same bytes)
+STUDY_DATE, STUDY_TIME = "20000101", "120000"
 
 #: (RescaleSlope, RescaleIntercept, PixelRepresentation, BitsStored), by case index mod 3
 RESCALE = ((1.0, -1024.0, 0, 12), (1.0, 0.0, 1, 16), (0.5, -1024.0, 0, 16))
@@ -738,7 +743,11 @@ def _series_tags(ph: PancreasPhantom, seed: int, size_key: tuple[int, int]) -> d
         "PatientID": pid, "PatientName": pid, "Modality": "CT", "Manufacturer": "medseg synthetic phantom",
         "StudyDescription": "Pancreas-CT-like phantom", "SeriesDescription": "Pancreas",
         "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"], "BodyPartExamined": "PANCREAS", "KVP": "120",
-        "StudyID": str(ph.number), "SeriesNumber": 1,
+        "StudyID": str(ph.number), "SeriesNumber": 1, "AcquisitionNumber": 1,
+        "StudyDate": STUDY_DATE, "StudyTime": STUDY_TIME, "PatientPosition": "HFS",
+        # type 2 attributes of the CT Image IOD: present, empty (unknown) for a phantom
+        "PatientBirthDate": "", "PatientSex": "", "ReferringPhysicianName": "", "AccessionNumber": "",
+        "PositionReferenceIndicator": "",
         "ImageOrientationPatient": ["1", "0", "0", "0", "1", "0"],
         "PixelSpacing": [_ds(g.spacing[1]), _ds(g.spacing[0])],  # row, column spacing
         "SliceThickness": _ds(g.spacing[2]),
