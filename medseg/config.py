@@ -151,6 +151,16 @@ def _distance_or_diagonal(key: str, v: Any) -> Any:
     return _float(lo=0.0, optional=True)(key, v)
 
 
+def _mirror_axes(key: str, v: Any) -> list[str]:
+    """A list of distinct in-plane axes, ``x`` (slice width) and ``y`` (slice height)."""
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or any(a not in ("x", "y") for a in v) or len(set(v)) != len(v):
+        raise ConfigError(f"config key '{key}' must be a list of distinct axes from x, y "
+                          f"(e.g. [x] or [x, y] or []), got {v!r}")
+    return sorted(v)
+
+
 def _split(key: str, v: Any) -> list[int]:
     if not isinstance(v, (list, tuple)) or len(v) != 3:
         raise ConfigError(f"config key '{key}' must be [train, val, test] counts, got {v!r}")
@@ -242,6 +252,10 @@ class DataConfig(Section):
                                  "use this split.json instead of drawing one (experiment grids share one)")
     cache_dir: str = key("data/cache", _str(), "where prepared 2D slices are stored")
     augment: bool = key(True, _bool, "MONAI augmentation on the training set (flips, rotations, scales, intensity)")
+    mirror_axes: list[str] = key(["x"], _mirror_axes,
+                                 "in-plane axes the augmentation mirrors (each with probability 0.5): [x], "
+                                 "[y], [x, y] or []; recorded in the checkpoint: predict --tta mirrors "
+                                 "exactly these")
     foreground_fraction: float = key(0.0, _float(lo=0.0, hi=1.0),
                                      "share of training draws forced to come from slices/frames with foreground "
                                      "(the rest uniform; nnU-Net: 0.33; 0 = plain shuffle, the paper's)")

@@ -144,3 +144,28 @@ def test_config_show_documents_every_key(capsys):
 def test_recipe_keys_refuse_bad_values_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         load_config(CPU_CONFIG, [override])
+
+
+@pytest.mark.parametrize("value", ["[z]", "[x,x]", "[x,y,z]", "3", "{a: 1}"])
+def test_mirror_axes_refuses_other_axes_naming_the_key(value):
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, [f"data.mirror_axes={value}"], require_data=False)
+    assert str(exc.value).startswith("config key 'data.mirror_axes' must be a list of distinct axes")
+
+
+@pytest.mark.parametrize("value, axes", [("[y,x]", ["x", "y"]), ("[]", []), ("x", ["x"])])
+def test_mirror_axes_accepts_subsets_of_x_y(value, axes):
+    assert load_config(None, [f"data.mirror_axes={value}"], require_data=False)["data"]["mirror_axes"] == axes
+
+
+def test_mirror_axes_become_one_flip_per_axis():
+    """[x, y]: a flip along the slice width and one along its height, each at p 0.5."""
+    from monai.transforms import RandFlipd
+
+    from medseg.data.transforms import train_transforms
+
+    flips = [t for t in train_transforms(True, ["x", "y"]).transforms if isinstance(t, RandFlipd)]
+    assert sorted(f.flipper.spatial_axis for f in flips) == [0, 1] and all(f.prob == 0.5 for f in flips)
+    assert not [t for t in train_transforms(True, []).transforms if isinstance(t, RandFlipd)]
+    (only_x,) = [t for t in train_transforms(True).transforms if isinstance(t, RandFlipd)]
+    assert only_x.flipper.spatial_axis == 1

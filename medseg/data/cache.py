@@ -16,7 +16,7 @@ windowed and resized, as one ``.npz`` file:
 * ``fingerprint``  a hash of the source files (paths, sizes, mtimes).
 
 The settings hash covers everything that changes the stored arrays (dataset,
-size, window, channels, tumour merge, cache format version), so changed
+size, window, channels, tumour merge, orientation, cache format version), so changed
 settings rebuild into a new folder, and a changed source file rebuilds its entry.
 Each entry is written to a temporary name and renamed, so an interrupted prepare
 never leaves a file that a later run trusts.
@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError
 from ..io import atomic_write_text, atomic_write_with, folder_kind, mark_folder
+from .orientation import TRAINING_ORIENTATION
 from .preprocess import preprocess_ct, preprocess_frame, resize_label
 
 CACHE_VERSION = 1
@@ -51,6 +52,7 @@ def settings_of(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     if data_cfg["dataset"] == "pancreas":
         s["window"] = [float(v) for v in data_cfg["window"]]
         s["merge_tumour"] = bool(data_cfg["merge_tumour"])
+        s["orientation"] = TRAINING_ORIENTATION  # every case is sliced in this orientation
     else:
         s["channels"] = int(data_cfg["channels"])
     return s

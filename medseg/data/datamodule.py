@@ -105,7 +105,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             entry = self.cache.load(cid)
             images.append(entry["image"])
             labels.append(entry["label"])
-        transform = train_transforms(augment)
+        transform = train_transforms(augment, self.cfg["data"]["mirror_axes"])
         # MONAI's random transforms draw from their own RandomState: seed it from
         # torch so `seed_everything` makes augmentation reproducible. Under DDP every
         # rank has the same torch seed: add the rank so ranks augment differently

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import DataError
 from .ct import nifti_nonfinite_count, read_ct_volume, read_sitk_image, sitk_to_volume
 from .geometry import Geometry
+from .orientation import TRAINING_ORIENTATION, to_training_orientation
 
 #: label values a pancreas label may hold (MSD: 2 = tumour)
 LABEL_VALUES = (0, 1, 2)
@@ -45,7 +46,8 @@ class PancreasCase:
         case_id: e.g. ``"PANCREAS_0001"`` or ``"pancreas_001"``.
         image: (Z, Y, X) float32 HU.
         label: (Z, Y, X) uint8 in {0, 1} aligned to ``image``, or None.
-        geometry: the image geometry (SimpleITK conventions, x, y, z order).
+        geometry: the geometry of ``image`` as held (SimpleITK conventions, x, y, z
+            order): in :data:`~medseg.data.orientation.TRAINING_ORIENTATION`.
     """
 
     case_id: str
@@ -154,14 +156,21 @@ def load_pancreas_case(image_path: str | os.PathLike, label_path: str | os.PathL
         case_id: name used in messages and on the case (default: from the path).
         label_values: the raw values the label may hold (default 0, 1, 2).
 
+    The image is brought to the training orientation (:mod:`medseg.data.orientation`:
+    axis permutations and flips only; an oblique scan is refused) before the label is
+    matched to it, so every case is sliced the same way whatever orientation it is stored in.
+
     Raises:
-        DataError: unreadable files, label values outside ``label_values``, or a
-            label grid that differs from the image grid by more than axis flips
-            and permutations (the message names the case and the file).
+        DataError: unreadable files, label values outside ``label_values``, an oblique
+            image, or a label grid that differs from the image grid by more than axis
+            flips and permutations (the message names the case and the file).
     """
     image_path = Path(image_path)
     case_id = case_id or _case_name(image_path)
-    image, geometry = read_ct_volume(image_path)
+    image, native_geometry = read_ct_volume(image_path)
+    image, reoriented = to_training_orientation(image, native_geometry, str(image_path),
+                                                TRAINING_ORIENTATION)
+    geometry = reoriented.target
     label = None
     if label_path is not None:
         raw = read_label(label_path, geometry, case_id=case_id, values=label_values)

@@ -24,11 +24,11 @@ In a notebook::
     prediction = predictor.predict_ct(hu)      # (Z, Y, X) HU → mask, probability, entropy, variance
 """
 
-from .inference import MIRRORINGS, Prediction, Predictor, resolve_device
+from .inference import Prediction, Predictor, mirrorings, resolve_device
 from .inputs import PredictInput, check_inputs, discover_inputs
 from .job import CaseResult, PredictReport, format_report, predict, predict_one
 from .members import method_checkpoints
 
-__all__ = ["MIRRORINGS", "Prediction", "Predictor", "resolve_device", "PredictInput",
+__all__ = ["mirrorings", "Prediction", "Predictor", "resolve_device", "PredictInput",
            "check_inputs", "discover_inputs", "CaseResult", "PredictReport", "format_report",
            "predict", "predict_one", "method_checkpoints"]

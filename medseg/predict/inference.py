@@ -4,7 +4,7 @@ One forward *pass* is one member network on one (possibly mirrored) input, in
 evaluation mode — or, with Monte Carlo sampling, with its regularizer slots in
 training mode. A prediction runs
 
-    members × (4 mirrorings with ``tta`` else 1) × (``mc_samples`` or 1)
+    Σ over members of (2^|its mirror axes| mirrorings with ``tta`` else 1) × (``mc_samples`` or 1)
 
 passes over each chunk of slices. Each pass gives class probabilities
 ``softmax(logits)``, resampled bilinearly to the native slice grid exactly as
@@ -19,8 +19,13 @@ the mean of its members' maps on the input grid — with
   probability.
 
 Everything is averaged in memory, chunk by chunk (``batch_size`` slices). Test-time
-mirroring flips the in-plane axes (none, x, y, both), as nnU-Net mirrors its
-input; Monte Carlo sampling puts only the :class:`~medseg.regularizers.Regularizer`
+mirroring flips exactly the in-plane axes each member's training mirrored (its
+checkpoint's ``mirror_axes``, from ``data.mirror_axes``: every subset of them, as
+nnU-Net mirrors along its training mirror axes) — mirroring along an axis training
+never saw shows the network anatomy it cannot segment; ``tta`` with a member that
+was trained without mirroring is refused. A volume given with its geometry is first
+brought to the orientation the network was trained in (:mod:`medseg.data.orientation`)
+and the prediction brought back to the input's array order; Monte Carlo sampling puts only the :class:`~medseg.regularizers.Regularizer`
 modules in training mode (BatchNorm keeps its running statistics) and draws from
 the global torch RNG seeded with ``seed`` for every call, so a case's samples do
 not depend on what was predicted before it.
@@ -39,10 +44,19 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MedsegError
-from .members import Member, check_members, check_stochastic, load_member
+from .members import Member, check_members, check_mirroring, check_stochastic, load_member
 
-#: in-plane mirrorings of test-time augmentation: identity, x, y, x and y
-MIRRORINGS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+#: tensor dim of each in-plane axis of an (N, C, H, W) batch (x: width, y: height)
+MIRROR_DIMS = {"x": -1, "y": -2}
+
+
+def mirrorings(axes: Sequence[str]) -> list[tuple[int, ...]]:
+    """Every subset of ``axes`` as tensor dims to flip: the identity first, then x, y, both."""
+    dims = [MIRROR_DIMS[a] for a in sorted(axes)]
+    out: list[tuple[int, ...]] = [()]
+    for d in dims:
+        out += [m + (d,) for m in out]
+    return sorted(out, key=lambda m: (len(m), [-v for v in m]))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -78,6 +92,11 @@ class Prediction:
 
         return cls(cat("mask"), cat("probability"), cat("entropy"), cat("variance"), parts[0].passes)
 
+    def map(self, fn) -> "Prediction":
+        """Every array through ``fn`` (e.g. back to the input's orientation)."""
+        v = None if self.variance is None else fn(self.variance)
+        return Prediction(fn(self.mask), fn(self.probability), fn(self.entropy), v, self.passes)
+
     def squeeze(self) -> "Prediction":
         """The one slice of a frame prediction as (Y, X) arrays."""
         v = None if self.variance is None else self.variance[0]
@@ -91,7 +110,8 @@ class Predictor:
         checkpoints: one checkpoint, or several (an ensemble; they must share the
             dataset and preprocessing).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        tta: average over the four in-plane mirrorings.
+        tta: average over the mirrorings along the axes each member's training
+            mirrored (refused for a member trained without mirroring).
         mc_samples: Monte Carlo samples per member (0: none; the regularizer must be
             stochastic).
         seed: seed of the Monte Carlo draws.
@@ -115,6 +135,8 @@ class Predictor:
         if mc_samples:
             check_stochastic(self.members)
         self.tta, self.mc_samples, self.seed = bool(tta), int(mc_samples), int(seed)
+        if self.tta:
+            check_mirroring(self.members)
         self.batch_size = int(batch_size or self.members[0].eval_batch_size)
 
     # ------------------------------------------------------------------ facts
@@ -135,18 +157,42 @@ class Predictor:
         return [m.checkpoint for m in self.members]
 
     @property
+    def orientation(self) -> str:
+        """The orientation volumes were sliced in during training (checkpoints before it
+        was recorded: medseg's, LPS)."""
+        from ..data.orientation import TRAINING_ORIENTATION
+
+        return str(self.preprocessing.get("orientation", TRAINING_ORIENTATION))
+
+    def mirrorings(self, member: Member) -> list[tuple[int, ...]]:
+        """The tensor dims of every mirrored pass of ``member`` (the identity alone without TTA)."""
+        return mirrorings(member.mirror_axes) if self.tta else [()]
+
+    @property
     def passes(self) -> int:
         """Forward passes averaged per slice."""
-        return len(self.members) * (len(MIRRORINGS) if self.tta else 1) * max(1, self.mc_samples)
+        return sum(len(self.mirrorings(m)) for m in self.members) * max(1, self.mc_samples)
 
     # ------------------------------------------------------------------ prediction
-    def predict_ct(self, hu: np.ndarray) -> Prediction:
-        """(Z, Y, X) HU volume → prediction on the same grid."""
+    def predict_ct(self, hu: np.ndarray, geometry=None, what: str = "image") -> Prediction:
+        """(Z, Y, X) HU volume → prediction on the same grid.
+
+        With its ``geometry`` (:class:`~medseg.data.Geometry`) the volume is first
+        brought to the training orientation and the prediction back to ``hu``'s own
+        array order; without it ``hu`` must already be in the training orientation
+        (as :func:`medseg.data.load_pancreas_case` returns it). An oblique volume is a
+        :class:`~medseg.errors.DataError` naming ``what``.
+        """
+        from ..data.orientation import reorientation
         from ..data.preprocess import as_cached, preprocess_ct
 
+        turn = None if geometry is None else reorientation(geometry, self.orientation, what)
+        if turn is not None:
+            hu = turn.apply(hu)
         pre = self.preprocessing
         x = as_cached(preprocess_ct(hu, pre["window"], pre["size"]))
-        return self.predict_slices(x, hu.shape[-2:])
+        pred = self.predict_slices(x, hu.shape[-2:])
+        return pred if turn is None else pred.map(turn.undo)
 
     def predict_frame(self, image: np.ndarray) -> Prediction:
         """(H, W[, C]) frame → prediction of the frame's size, (H, W) arrays."""
@@ -168,7 +214,7 @@ class Predictor:
     def _passes(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
         """Class probabilities (N, K, H, W) of every pass, mirrored back."""
         for member in self.members:
-            for dims in (MIRRORINGS if self.tta else MIRRORINGS[:1]):
+            for dims in self.mirrorings(member):
                 xi = x.flip(dims) if dims else x
                 for _ in range(max(1, self.mc_samples)):
                     logits = member.model(xi)

@@ -138,7 +138,7 @@ def predict_one(predictor: Predictor, inp: PredictInput, plan: OutputPlan,
     staged = {role: staging / p.name for role, p in plan.paths.items()}
     if inp.kind == "ct":
         case = readers.read_ct(inp)
-        pred = predictor.predict_ct(case.hu)
+        pred = predictor.predict_ct(case.hu, case.geometry, str(inp.source))
         _write_ct(predictor, inp, case, pred, staged)
     else:
         image = readers.read_frame(inp)
@@ -181,7 +181,9 @@ def _write_frame(image: np.ndarray, pred: Prediction, staged: dict[str, Path]) -
 
 
 def _settings(predictor: Predictor) -> dict[str, str]:
-    return {"members": str(len(predictor.members)), "tta": "mirror x/y" if predictor.tta else "off",
+    axes = sorted({a for m in predictor.members for a in m.mirror_axes})
+    tta = f"mirror {'/'.join(axes)}" if predictor.tta else "off"
+    return {"members": str(len(predictor.members)), "tta": tta,
             "mc_samples": str(predictor.mc_samples), "seed": str(predictor.seed)}
 
 

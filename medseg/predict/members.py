@@ -5,6 +5,7 @@
 * :func:`load_member` — one checkpoint's network (evaluation mode, on the device)
   and its metadata, refused unless it carries medseg's preprocessing;
 * :func:`check_members` — an ensemble's members share dataset and preprocessing;
+* :func:`check_mirroring` — test-time mirroring needs a network trained with mirroring;
 * :func:`check_stochastic` — Monte Carlo sampling needs a random regularizer.
 """
 
@@ -39,6 +40,15 @@ class Member:
     @property
     def method(self) -> str:
         return str((self.meta.get("regularizer") or {}).get("name", "none"))
+
+    @property
+    def mirror_axes(self) -> list[str]:
+        """The in-plane axes training mirrored (checkpoints before they were recorded:
+        x when the run augmented, as medseg always did, else none)."""
+        if isinstance(self.meta.get("mirror_axes"), list):
+            return [str(a) for a in self.meta["mirror_axes"]]
+        data = (self.meta.get("config") or {}).get("data") or {}
+        return ["x"] if data.get("augment", True) else []
 
     @property
     def eval_batch_size(self) -> int:
@@ -79,6 +89,17 @@ def check_members(members: Sequence[Member]) -> None:
                 f"{m.checkpoint}: preprocessing ({_describe(m.meta['preprocessing'])}) differs from "
                 f"that of {first.checkpoint} ({_describe(first.meta['preprocessing'])}); ensemble "
                 "members must share dataset and preprocessing")
+
+
+def check_mirroring(members: Sequence[Member]) -> None:
+    """Test-time mirroring is refused for a member whose training mirrored nothing."""
+    for m in members:
+        if not m.mirror_axes:
+            raise MedsegError(f"--tta: {m.checkpoint} was trained without mirroring (data.mirror_axes "
+                              "empty or data.augment false); mirrored inputs are views it never saw")
+        if any(a not in ("x", "y") for a in m.mirror_axes):
+            raise CheckpointError(f"{m.checkpoint}: damaged medseg metadata (mirror_axes "
+                                  f"{m.mirror_axes!r})")
 
 
 def check_stochastic(members: Sequence[Member]) -> None:

@@ -2,8 +2,9 @@
 
 A medseg checkpoint is a Lightning checkpoint with one extra entry, ``"medseg"``,
 holding plain data only (str, int, float, bool, lists, dicts): the resolved run
-config, the preprocessing (dataset, window, size, channels), and the model
-settings. Checkpoints from elsewhere are untrusted: they are always opened with
+config, the preprocessing (dataset, window, size, channels, the orientation volumes
+were sliced in), the axes training mirrored (``mirror_axes``: what ``--tta`` may
+use), and the model settings. Checkpoints from elsewhere are untrusted: they are always opened with
 ``torch.load(..., weights_only=True)``, which refuses pickles that would run code.
 
 Saving (:class:`AtomicCheckpointIO`, the Trainer's ``CheckpointIO`` plugin): the
@@ -50,13 +51,19 @@ def plain(obj: Any) -> Any:
 
 def medseg_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
     data = cfg["data"]
+    from ..data.orientation import TRAINING_ORIENTATION
+    from ..data.transforms import mirror_axes_trained
+
     pre = {"dataset": data["dataset"], "size": list(data["size"]), "channels": in_channels(cfg)}
     if data["dataset"] == "pancreas":
         pre["window"] = list(data["window"])
+        pre["orientation"] = TRAINING_ORIENTATION
     return plain({
         "format": FORMAT,
         "preprocessing": pre,
         "modality": MODALITY[data["dataset"]],
+        # what test-time mirroring may use: the axes training mirrored ([] without augmentation)
+        "mirror_axes": mirror_axes_trained(data),
         # foreground_prior only initialises the heads: not part of what the weights mean
         "model": {k: v for k, v in cfg["model"].items() if k != "foreground_prior"},
         "regularizer": dict(cfg["regularizer"]),

@@ -223,3 +223,21 @@ def test_empty_or_missing_root(tmp_path):
     (tmp_path / "other" / "readme.txt").write_text("x")
     with pytest.raises(DataError, match="no Pancreas-CT layout found"):
         detect_layout(tmp_path / "other", "pancreas")
+
+
+@pytest.mark.parametrize("image_code, label_code", [("RAS", "RAS"), ("LAS", "LPS"), ("PLS", "SAL")])
+def test_case_stored_in_another_orientation_is_read_in_the_training_one(msd, tmp_path, image_code,
+                                                                         label_code):
+    """Image (and label) stored RAS, LAS or with permuted axes: the same arrays as the LPS case."""
+    ref = discover_pancreas(msd)[0]
+    lps = load_pancreas_case(ref.image, ref.label)
+    paths = {}
+    for what, src, code in (("image", ref.image, image_code), ("label", ref.label, label_code)):
+        paths[what] = tmp_path / f"{what}.nii.gz"
+        sitk.WriteImage(sitk.DICOMOrient(sitk.ReadImage(str(src)), code), str(paths[what]))
+    turned = load_pancreas_case(paths["image"], paths["label"], case_id=ref.case_id)
+    np.testing.assert_array_equal(turned.image, lps.image)
+    np.testing.assert_array_equal(turned.label, lps.label)
+    assert turned.geometry.size == lps.geometry.size
+    np.testing.assert_allclose(turned.geometry.origin, lps.geometry.origin, atol=1e-4)
+    np.testing.assert_allclose(turned.geometry.direction, lps.geometry.direction, atol=1e-9)

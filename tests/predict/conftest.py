@@ -67,6 +67,8 @@ def tiny_ckpts(tmp_path_factory) -> dict[str, Path]:
         "heuristic": make_tiny_checkpoint(d / "heuristic.ckpt", "pancreas",
                                           "regularizer.name=heuristic"),
         "bagls": make_tiny_checkpoint(d / "bagls.ckpt", "bagls"),
+        "mirror_xy": make_tiny_checkpoint(d / "mirror_xy.ckpt", "pancreas", "data.mirror_axes=[x,y]"),
+        "no_mirror": make_tiny_checkpoint(d / "no_mirror.ckpt", "pancreas", "data.mirror_axes=[]"),
     }
 
 

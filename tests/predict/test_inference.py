@@ -71,7 +71,7 @@ def _symmetrised(path, out):
 
 
 def test_tta_of_a_mirror_symmetric_network_equals_no_tta(tiny_ckpts, hu, tmp_path):
-    sym = _symmetrised(tiny_ckpts["ct0"], tmp_path / "sym.ckpt")
+    sym = _symmetrised(tiny_ckpts["mirror_xy"], tmp_path / "sym.ckpt")
     plain = Predictor(sym, device="cpu").predict_ct(hu)
     tta = Predictor(sym, device="cpu", tta=True).predict_ct(hu)
     assert tta.passes == 4
@@ -81,6 +81,64 @@ def test_tta_of_a_mirror_symmetric_network_equals_no_tta(tiny_ckpts, hu, tmp_pat
     other = Predictor(tiny_ckpts["ct0"], device="cpu", tta=True).predict_ct(hu)
     base = Predictor(tiny_ckpts["ct0"], device="cpu").predict_ct(hu)
     assert np.abs(other.probability - base.probability).max() > 1e-4
+
+
+def _mirrored_mean(model, x, dims_list, native_hw):
+    """The mean softmax foreground probability of ``model`` over the given mirrorings, by hand."""
+    with torch.no_grad():
+        probs = [torch.softmax(model(x.flip(d) if d else x), 1) for d in dims_list]
+        probs = [p.flip(d) if d else p for p, d in zip(probs, dims_list)]
+        mean = torch.stack(probs).mean(0)
+    return torch.nn.functional.interpolate(mean, size=native_hw, mode="bilinear",
+                                           align_corners=False)[:, 1].numpy()
+
+
+@pytest.mark.parametrize("name, dims_list", [
+    ("ct0", [(), (-1,)]),                              # the default: training mirrored x only
+    ("mirror_xy", [(), (-1,), (-2,), (-2, -1)]),       # data.mirror_axes: [x, y]
+])
+def test_tta_mirrors_exactly_the_axes_training_mirrored(tiny_ckpts, hu, name, dims_list):
+    """--tta averages the identity and the mirrorings along the checkpoint's mirror_axes, no others."""
+    from medseg.data.preprocess import as_cached, preprocess_ct
+
+    p = Predictor(tiny_ckpts[name], device="cpu", tta=True)
+    pred = p.predict_ct(hu)
+    assert pred.passes == len(dims_list) == p.passes
+    x = as_cached(preprocess_ct(hu, p.preprocessing["window"], p.preprocessing["size"]))
+    expected = _mirrored_mean(p.members[0].model, x, dims_list, hu.shape[-2:])
+    np.testing.assert_allclose(pred.probability, expected, rtol=0, atol=1e-5)
+    # control: all four mirrorings give another answer for a network trained on x only
+    if name == "ct0":
+        four = _mirrored_mean(p.members[0].model, x, [(), (-1,), (-2,), (-2, -1)], hu.shape[-2:])
+        assert np.abs(four - pred.probability).max() > 1e-4
+
+
+def test_tta_is_refused_for_a_network_trained_without_mirroring(tiny_ckpts):
+    with pytest.raises(MedsegError) as exc:
+        Predictor(tiny_ckpts["no_mirror"], device="cpu", tta=True)
+    msg = str(exc.value)
+    assert msg.startswith("--tta: ") and str(tiny_ckpts["no_mirror"]) in msg and "\n" not in msg
+    assert Predictor(tiny_ckpts["no_mirror"], device="cpu").passes == 1  # without --tta: fine
+
+
+def test_checkpoint_records_the_mirror_axes(tiny_ckpts):
+    from medseg.training.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tiny_ckpts["ct0"])["medseg"]["mirror_axes"] == ["x"]
+    assert load_checkpoint(tiny_ckpts["mirror_xy"])["medseg"]["mirror_axes"] == ["x", "y"]
+    assert load_checkpoint(tiny_ckpts["no_mirror"])["medseg"]["mirror_axes"] == []
+
+
+def test_checkpoint_without_mirror_axes_is_read_as_trained_on_x(tiny_ckpts, tmp_path):
+    """Checkpoints written before mirror_axes was recorded: medseg always mirrored x."""
+    ckpt = torch.load(tiny_ckpts["ct0"], weights_only=True)
+    del ckpt["medseg"]["mirror_axes"]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    assert Predictor(tmp_path / "old.ckpt", device="cpu", tta=True).members[0].mirror_axes == ["x"]
+    ckpt["medseg"]["config"]["data"]["augment"] = False
+    torch.save(ckpt, tmp_path / "old_noaug.ckpt")
+    with pytest.raises(MedsegError, match="without mirroring"):
+        Predictor(tmp_path / "old_noaug.ckpt", device="cpu", tta=True)
 
 
 def test_mc_samples_are_seeded_and_keep_batchnorm_in_eval(tiny_ckpts, hu):

@@ -107,7 +107,7 @@ def test_probabilities_and_uncertainty_maps(tiny_ckpts, ct_series, tmp_path):
     out = tmp_path / "scan.nii.gz"
     report = predict([tiny_ckpts["ct0"], tiny_ckpts["ct1"]], [ct_series], out, tta=True,
                      save_probabilities=True, uncertainty=True, device="cpu", progress=False)
-    assert report.passes == 8
+    assert report.passes == 4  # 2 members × (identity, x): the axes their training mirrored
     assert _listing(tmp_path) == ["scan.nii.gz", "scan_prob.nii.gz", "scan_uncertainty.nii.gz",
                                   "scan_variance.nii.gz"]
     prob_img = sitk.ReadImage(str(tmp_path / "scan_prob.nii.gz"))
@@ -318,5 +318,5 @@ def test_experiment_method_errors(tiny_ckpts, tmp_path, capsys, ct_series):
     rc, stdout, err = _cli(capsys, "--experiment", exp, "--method", "dropout_p=0.5", "--output",
                            tmp_path / "o", "--tta", ct_series)
     assert rc == 0, err
-    assert "ensemble of 3 checkpoints; 12 pass(es) averaged" in stdout
+    assert "ensemble of 3 checkpoints; 6 pass(es) averaged" in stdout  # 3 × (identity, x)
     assert _listing(tmp_path / "o") == [f"{ct_series.resolve().name}_mask.nii.gz"]
