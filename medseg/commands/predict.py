@@ -146,4 +146,17 @@ def run(args: argparse.Namespace) -> int:
                      batch_size=getattr(args, "batch_size", None), device=args.device,
                      progress=not args.no_progress)
     print(format_report(report))
+    for line in empty_notes(report):
+        print(line)
     return 0
+
+
+def empty_notes(report) -> list[str]:
+    """One line per input whose mask is empty: an empty result is said, never silent."""
+    notes = []
+    for case in report.cases:
+        if case.foreground == 0:
+            seg = case.files.get("seg")
+            held = f"; {seg.name} is a valid DICOM SEG whose frames are all empty" if seg else ""
+            notes.append(f"{case.name}: the mask is empty (no foreground predicted){held}")
+    return notes

@@ -21,6 +21,10 @@ is the main file itself and the companions sit next to it, named as above with
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import MedsegError
+from ..errors import DataError, MedsegError
 from ..io import atomic_write_with
 from .inputs import PredictInput
 
@@ -103,7 +107,14 @@ def _roles(inp: PredictInput, wanted: Wanted, passes: int) -> dict[str, str]:
 
 def plan_outputs(inputs: Sequence[PredictInput], output: Path, wanted: Wanted,
                  passes: int) -> list[OutputPlan]:
-    """Every input's output paths under ``--output`` (a folder, or with one input a file)."""
+    """Every input's output paths under ``--output`` (a folder, or with one input a file).
+
+    With a DICOM SEG wanted, every DICOM input's files must also carry what a
+    Segmentation references (:func:`check_seg_sources`), so a refusal comes before
+    anything is written.
+    """
+    if wanted.fmt in ("dicom-seg", "both"):
+        check_seg_sources(inputs)
     suffix = file_suffix(output)
     if suffix is None:
         _check_folder(output)
@@ -244,14 +255,83 @@ def _with_type2(ds: Any) -> Any:
     return ds
 
 
+#: what a Segmentation references in, or copies from, each source file (PS3.3 C.8.20 and the
+#: highdicom constructor); without one highdicom fails or writes an invalid SEG
+SEG_SOURCE_ATTRIBUTES = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+                         "FrameOfReferenceUID", "Modality", "Rows", "Columns", "PixelSpacing",
+                         "ImageOrientationPatient", "ImagePositionPatient")
+
+
+def check_seg_sources(inputs: Sequence[PredictInput]) -> None:
+    """Every file of every DICOM input carries :data:`SEG_SOURCE_ATTRIBUTES`, non-empty.
+
+    One line naming the first file and attribute that is missing (e.g. a single CT
+    file without FrameOfReferenceUID); non-DICOM inputs have no files and are refused
+    elsewhere.
+    """
+    import pydicom
+
+    for inp in inputs:
+        for path in inp.files:
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True,
+                                 specific_tags=list(SEG_SOURCE_ATTRIBUTES))
+            missing = next((k for k in SEG_SOURCE_ATTRIBUTES if _empty(ds.get(k))), None)
+            if missing:
+                raise DataError(f"{path}: has no {missing}, which a DICOM SEG must reference; "
+                                "nothing written (--format nifti writes a NIfTI mask instead)")
+
+
+def _empty(value: Any) -> bool:
+    """Absent, or present without a value (a type 2 attribute left empty)."""
+    return value is None or not str(value).strip()
+
+
+def checkpoint_labels(checkpoints: Sequence[Path]) -> list[str]:
+    """How a SEG names its checkpoints: ``<name>@<sha256, 12 hex digits>`` — never a local path.
+
+    ``<name>`` is the file name, or for members with the same file name the
+    shortest trailing part of their paths that tells them apart (``repeat0/best.ckpt``,
+    ``repeat1/best.ckpt``); the characters the parameter string reserves (``,``, ``=``)
+    and spaces become ``_``.
+    """
+    paths = [Path(c) for c in checkpoints]
+    parts = [Path(os.path.abspath(p)).parts[1:] for p in paths]
+    depth = 1
+    while len({q[-depth:] for q in parts}) < len(set(parts)) and depth < min(map(len, parts)):
+        depth += 1
+    names = ["/".join(q[-depth:]) for q in parts]
+    return [f"{re.sub(r'[,= ]', '_', n)}@{checkpoint_hash(p)}" for n, p in zip(names, paths)]
+
+
+@functools.lru_cache(maxsize=256)
+def _hash(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def checkpoint_hash(path: Path) -> str:
+    """The first 12 hex digits of the file's SHA-256 (computed once per file version);
+    ``unreadable`` when the file is gone (a loaded Predictor outlives its files)."""
+    try:
+        st = os.stat(path)
+        return _hash(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return "unreadable"
+
+
 def write_dicom_seg(path: Path, mask: np.ndarray, sources: Sequence[Path], *, dataset: str,
                     algorithm: str, checkpoints: Sequence[Path], settings: dict[str, str]) -> None:
     """A binary DICOM Segmentation of ``mask`` (Z, Y, X) referencing the source slices.
 
     ``sources`` are the series' files in the mask's z order; the SEG references
     their series, SOP instances and frame of reference, holds one segment whose
-    algorithm identification names medseg, the network and the checkpoint(s), and
-    omits empty frames (highdicom's ``omit_empty_frames``).
+    algorithm identification names medseg, the network and the checkpoint(s) (by
+    :func:`checkpoint_labels`: file name and content hash, no local path), and
+    omits empty frames. An all-empty mask keeps every frame (a SEG needs at least
+    one), which highdicom would otherwise announce on the console.
     """
     import highdicom as hd
     import pydicom
@@ -261,8 +341,8 @@ def write_dicom_seg(path: Path, mask: np.ndarray, sources: Sequence[Path], *, da
 
     images = [_with_type2(pydicom.dcmread(str(p), stop_before_pixels=True)) for p in sources]
     label, prop = SEGMENTED[dataset]
-    params = {"checkpoint": ", ".join(c.name if len(checkpoints) > 1 else str(c) for c in checkpoints),
-              **settings}
+    key = "checkpoint" if len(checkpoints) == 1 else "checkpoints"
+    params = {key: " ".join(checkpoint_labels(checkpoints)), **settings}
     algo = hd.AlgorithmIdentificationSequence(
         name=algorithm[:64], family=codes.cid7162.ArtificialIntelligence, version=__version__,
         source="medseg", parameters=params)
@@ -287,4 +367,4 @@ def _segmentation(hd: Any, images: list, mask: np.ndarray, segment: Any, algorit
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medseg",
         manufacturer_model_name=algorithm[:64], software_versions=f"medseg {version}",
         device_serial_number="none", series_description=f"medseg {label}"[:64],
-        omit_empty_frames=True)
+        omit_empty_frames=bool(np.any(mask)))
