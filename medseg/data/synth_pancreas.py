@@ -842,7 +842,7 @@ def _study_folders(ph: PancreasPhantom, seed: int, size_key, style: dict, rng) -
 
 #: what a synth folder holds (both layouts, both datasets): --force replaces nothing else
 SYNTH_ENTRIES = (MARKER, "Pancreas-CT", "TCIA_pancreas_labels-*", "imagesTr", "labelsTr", "dataset.json",
-                 "training", "test")
+                 "training", "test", "imagesTs", "labelsTs")
 
 
 def _check_out(out: Path, force: bool) -> None:
