@@ -232,20 +232,23 @@ class DataConfig(Section):
     """Where the data is and how it becomes 2D training slices (Pancreas-CT scans or BAGLS frames)."""
 
     name_: ClassVar[str] = "data"
-    dataset: str | None = key(None, _choice("pancreas", "bagls"), "which dataset: pancreas | bagls")
+    dataset: str | None = key(None, _choice("pancreas", "bagls", "nnunet"),
+                              "which dataset: pancreas | bagls | nnunet (any nnU-Net v2 raw or "
+                              "Decathlon dataset folder: labels and channels from its dataset.json)")
     root: str | None = key(None, _str(), "dataset root folder (see data/README.md)")
-    layout: str = key("auto", _choice("auto", "tcia", "msd", "bagls"),
-                      "on-disk layout: tcia | msd (Pancreas-CT), bagls; auto detects")
+    layout: str = key("auto", _choice("auto", "tcia", "msd", "bagls", "nnunet"),
+                      "on-disk layout: tcia | msd (Pancreas-CT), bagls, nnunet; auto detects")
     size: list[int] = key([128, 128], _pair(_int(lo=8), allow_scalar=True),
                           "slice/frame size [H, W] after resizing (an int means square)")
     window: list[float] = key([-100.0, 240.0], _pair(_float(), ordered=True),
                               "CT intensity window in HU, mapped to [0, 1]")
-    num_cases: int = key(12, _int(lo=2), "Pancreas-CT: scans drawn at random from the dataset")
-    split: list[int] = key([8, 2, 2], _split, "Pancreas-CT: [train, val, test] scans (split by scan)")
+    num_cases: int = key(12, _int(lo=2), "Pancreas-CT, nnunet: scans drawn at random from the dataset")
+    split: list[int] = key([8, 2, 2], _split, "Pancreas-CT, nnunet: [train, val, test] scans (split by scan)")
     train_frames: int = key(3000, _int(lo=1), "BAGLS: random training subset size")
     val_frames: int = key(500, _int(lo=1), "BAGLS: validation frames drawn from the rest of training/")
     test_frames: int | None = key(None, _int(lo=1, optional=True), "BAGLS: limit test/ to this many frames (null: all)")
-    merge_tumour: bool = key(True, _bool, "MSD layout: merge label 2 (tumour) into pancreas")
+    merge_tumour: bool = key(True, _bool, "MSD layout: merge label 2 (tumour) into pancreas (false: "
+                             "pancreas and tumour are two classes)")
     channels: int = key(1, _choice(1, 3), "input channels the network sees (BAGLS RGB frames: 1 = grayscale, 3 = RGB)")
     split_seed: int = key(0, _int(lo=0), "seed of the subset/split draw (recorded in split.json)")
     split_file: str | None = key(None, _str(optional=True),
@@ -334,7 +337,7 @@ class TrainConfig(Section):
     eps: float = key(1e-8, _float(lo=0.0), "Adam epsilon")
     weight_decay: float = key(0.0, _float(lo=0.0), "Adam weight decay")
     loss: str = key("auto", _choice("auto", "ce", "dice_ce", "ce_dice_ssim"),
-                    "auto: ce for pancreas, ce_dice_ssim for bagls (the paper's); dice_ce: "
+                    "auto: ce for pancreas, ce_dice_ssim for bagls (the paper's), dice_ce for nnunet; dice_ce: "
                     "MONAI DiceCELoss, for short CPU runs on tiny targets")
     dice_batch: bool = key(True, _bool, "Dice term of dice_ce/ce_dice_ssim over the whole batch (nnU-Net's "
                            "batch Dice); false: per slice, the old behaviour, which rewards empty predictions "
@@ -439,13 +442,15 @@ def _check_data(data: DataConfig, require_data: bool) -> None:
             if getattr(data, sub) is None:
                 raise ConfigError(f"config key 'data.{sub}' is required")
     _check_folds(data.as_dict())
-    if data.dataset == "pancreas":
-        if data.layout == "bagls":
+    if data.dataset in ("pancreas", "nnunet"):
+        if data.dataset == "pancreas" and data.layout in ("bagls", "nnunet"):
             raise ConfigError("config key 'data.layout' must be tcia, msd or auto for pancreas")
+        if data.dataset == "nnunet" and data.layout not in ("auto", "nnunet"):
+            raise ConfigError("config key 'data.layout' must be nnunet or auto for nnunet")
         if data.folds == 1 and sum(data.split) > data.num_cases:
             raise ConfigError(f"config key 'data.split' asks for {sum(data.split)} scans but "
                               f"data.num_cases is {data.num_cases}")
-    if data.dataset == "bagls" and data.layout in ("tcia", "msd"):
+    if data.dataset == "bagls" and data.layout in ("tcia", "msd", "nnunet"):
         raise ConfigError("config key 'data.layout' must be bagls or auto for bagls")
 
 

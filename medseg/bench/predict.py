@@ -52,11 +52,11 @@ def bench_config(root: Path) -> dict[str, Any]:
 def make_checkpoint(cfg: dict[str, Any], path: Path) -> Path:
     """A freshly initialised model saved as a medseg (Lightning-shaped) checkpoint."""
     from ..models import build
-    from ..training.checkpoint import _model_options, in_channels, medseg_metadata
+    from ..training.checkpoint import _model_options, in_channels, medseg_metadata, out_channels
 
     torch.manual_seed(int(cfg["seed"]))
     m = cfg["model"]
-    model = build(m["name"], in_channels(cfg), 2, base_channels=m["base_channels"], depth=m["depth"],
+    model = build(m["name"], in_channels(cfg), out_channels(cfg), base_channels=m["base_channels"], depth=m["depth"],
                   norm=m["norm"], regularizer=cfg["regularizer"], **_model_options(m))
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     torch.save({"epoch": 0, "global_step": 0, "state_dict": state,

@@ -31,7 +31,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -53,19 +53,46 @@ def settings_of(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
         s["window"] = [float(v) for v in data_cfg["window"]]
         s["merge_tumour"] = bool(data_cfg["merge_tumour"])
         s["orientation"] = TRAINING_ORIENTATION  # every case is sliced in this orientation
+    elif data_cfg["dataset"] == "nnunet":
+        from .plan import dataset_plan
+
+        s["plan"] = dataset_plan(data_cfg)  # labels, channels, normalisation, slice axis
+        s["orientation"] = TRAINING_ORIENTATION
     else:
         s["channels"] = int(data_cfg["channels"])
     return s
+
+
+def _entry(x: torch.Tensor, y: torch.Tensor, native: np.ndarray,
+           spacing: Sequence[float]) -> dict[str, np.ndarray]:
+    """The arrays of one cache entry; the native label bit-packed when binary, else as values."""
+    native = np.asarray(native, dtype=np.uint8)
+    binary = native.max(initial=0) <= 1
+    return {
+        "image": x.to(torch.float16).numpy(),
+        "label": y.numpy().astype(np.uint8),
+        "native_label": np.packbits(native.astype(bool).ravel()) if binary else native.ravel(),
+        "native_bits": np.asarray(1 if binary else 8),
+        "native_shape": np.asarray(native.shape, dtype=np.int64),
+        "spacing": np.asarray(spacing, dtype=np.float64),
+    }
+
+
+def _ending(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
 def _hash(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def source_fingerprint(image: str | os.PathLike, label: str | os.PathLike | None) -> str:
-    """Hash of the source files' paths, sizes and modification times."""
+def source_fingerprint(image: str | os.PathLike, label: str | os.PathLike | None,
+                       channels: Sequence[str | os.PathLike] | None = None) -> str:
+    """Hash of the source files' paths, sizes and modification times (every channel file
+    of an nnU-Net case)."""
     items = []
-    for p in (image, label):
+    for p in (image, label, *(channels or [])):
         if p is None:
             continue
         p = Path(p)
@@ -113,10 +140,13 @@ class SliceCache:
             return False
 
     # ------------------------------------------------------------------ build
-    def _arrays(self, case_id: str, image: Path, label: Path | None) -> dict[str, np.ndarray]:
+    def _arrays(self, case_id: str, image: Path, label: Path | None,
+                channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         from . import load_bagls_frame, load_pancreas_case
 
         size = self.settings["size"]
+        if self.settings["dataset"] == "nnunet":
+            return self._nnunet_arrays(case_id, image, label, channels)
         if self.settings["dataset"] == "pancreas":
             case = load_pancreas_case(image, label, merge_tumour=self.settings["merge_tumour"],
                                       case_id=case_id)
@@ -132,16 +162,28 @@ class SliceCache:
             native = np.asarray(frame.mask, dtype=np.uint8)[None]
             y = resize_label(native, size)
             spacing = (1.0, 1.0)  # a frame: 2D, in pixels
-        return {
-            "image": x.to(torch.float16).numpy(),
-            "label": y.numpy().astype(np.uint8),
-            "native_label": np.packbits(native.astype(bool).ravel()),
-            "native_shape": np.asarray(native.shape, dtype=np.int64),
-            "spacing": np.asarray(spacing, dtype=np.float64),
-        }
+        return _entry(x, y, native, spacing)
 
-    def build(self, case_id: str, image: Path, label: Path | None, fingerprint: str) -> None:
-        arrays = self._arrays(case_id, image, label)
+    def _nnunet_arrays(self, case_id: str, image: Path, label: Path | None,
+                       channels: Sequence[str] | None) -> dict[str, np.ndarray]:
+        from .nnunet import DatasetDescription, NnunetCase, load_nnunet_case
+        from .plan import normalise, slice_spacing, slices_for_network, to_slices
+
+        plan = self.settings["plan"]
+        channels = list(channels or [str(image)])
+        description = DatasetDescription.from_dict({**plan, "name": case_id,
+                                                    "file_ending": _ending(Path(channels[0]))})
+        case = load_nnunet_case(NnunetCase(case_id, tuple(Path(c) for c in channels), label), description)
+        if case.label is None:
+            raise DataError(f"{image}: case {case_id} has no label")
+        x = slices_for_network(normalise(case.image, plan), plan)
+        native = to_slices(case.label, plan["slice_axis"])
+        spacing = slice_spacing(case.spacing, plan["slice_axis"])
+        return _entry(x, resize_label(native, self.settings["size"]), native, spacing)
+
+    def build(self, case_id: str, image: Path, label: Path | None, fingerprint: str,
+              channels: Sequence[str] | None = None) -> None:
+        arrays = self._arrays(case_id, image, label, channels)
         arrays["fingerprint"] = np.asarray(fingerprint)
         atomic_write_with(self.entry_path(case_id), lambda tmp: np.savez(tmp, **arrays),
                           suffix=".npz")
@@ -161,7 +203,7 @@ class SliceCache:
         todo = []
         for cid in ids:
             paths = cases[cid]
-            fp = source_fingerprint(paths["image"], paths.get("label"))
+            fp = source_fingerprint(paths["image"], paths.get("label"), paths.get("channels"))
             if self.is_fresh(cid, fp):
                 reused += 1
             else:
@@ -170,7 +212,8 @@ class SliceCache:
         for cid, fp in bar:
             paths = cases[cid]
             label = paths.get("label")
-            self.build(cid, Path(paths["image"]), None if label is None else Path(label), fp)
+            self.build(cid, Path(paths["image"]), None if label is None else Path(label), fp,
+                       paths.get("channels"))
             built += 1
         return PrepareReport(built, reused, time.perf_counter() - t0, self.folder)
 
@@ -180,7 +223,10 @@ class SliceCache:
         try:
             with np.load(path) as z:
                 shape = tuple(int(v) for v in z["native_shape"])
-                native = np.unpackbits(z["native_label"], count=int(np.prod(shape))).reshape(shape)
+                if "native_bits" in z.files and int(z["native_bits"]) == 8:
+                    native = z["native_label"].reshape(shape)
+                else:
+                    native = np.unpackbits(z["native_label"], count=int(np.prod(shape))).reshape(shape)
                 return {"image": z["image"], "label": z["label"], "native_label": native,
                         "spacing": tuple(float(v) for v in z["spacing"])}
         except FileNotFoundError:

@@ -85,9 +85,50 @@ def _check_bagls_frame(ref: CaseRef) -> list[str]:
     return []
 
 
+def check_nnunet(root: Path, progress: bool = False) -> CheckReport:
+    """nnU-Net's dataset integrity verification on an nnU-Net v2 raw (or Decathlon) folder:
+    dataset.json readable and supported, every case with every channel and a label, channels
+    and label on one grid, label values in dataset.json, no NaN/Inf, ``numTraining`` matching."""
+    from tqdm import tqdm
+
+    from .nnunet import _collect, case_problems, read_description
+
+    report = CheckReport(layout="nnunet")
+    try:
+        description = read_description(root)
+    except DataError as exc:
+        report.problems.append(str(exc))
+        report.dataset_problems = 1
+        return report
+    cases, found = _collect(root, description, "imagesTr", require_labels=True)
+    ids = sorted({c.case_id for c in cases} | {cid for cid, _ in found if cid is not None})
+    if description.num_training != len(ids):
+        found.append((None, f"{root / 'dataset.json'}: numTraining is {description.num_training}, "
+                            f"imagesTr holds {len(ids)} case(s)"))
+    failed = {cid for cid, _ in found if cid is not None}
+    report.problems += [line for _, line in found]
+    report.dataset_problems = sum(1 for cid, _ in found if cid is None)
+    test_cases: list = []
+    if (root / "imagesTs").is_dir():
+        test_cases, test_found = _collect(root, description, "imagesTs", require_labels=False)
+        report.problems += [line for _, line in test_found]
+        failed |= {f"imagesTs/{cid}" for cid, _ in test_found if cid is not None}
+        report.dataset_problems += sum(1 for cid, _ in test_found if cid is None)
+    named = [(c.case_id, c) for c in cases] + [(f"imagesTs/{c.case_id}", c) for c in test_cases]
+    for name, case in tqdm(named, desc="check nnunet", unit="case", disable=None if progress else True):
+        lines = case_problems(case, description)
+        if lines:
+            failed.add(name)
+            report.problems += lines
+    report.cases = len(ids) + len({f"imagesTs/{c.case_id}" for c in test_cases} |
+                                  {n for n in failed if n.startswith("imagesTs/")})
+    report.failed = len(failed)
+    return report
+
+
 def check_dataset(dataset: str, root: str | os.PathLike, layout: str = "auto", *,
                   progress: bool = False) -> CheckReport:
-    """Check every case of ``dataset`` ("pancreas" or "bagls") under ``root``.
+    """Check every case of ``dataset`` ("pancreas", "bagls" or "nnunet") under ``root``.
 
     Raises:
         DataError: ``root`` does not exist or is not a folder (a usage error);
@@ -105,6 +146,8 @@ def check_dataset(dataset: str, root: str | os.PathLike, layout: str = "auto", *
         report.problems.append(f"{r}: empty folder (no dataset files)")
         report.dataset_problems = 1
         return report
+    if dataset == "nnunet":
+        return check_nnunet(r, progress)
     refs: list[CaseRef] = []
     try:
         if layout == "auto":

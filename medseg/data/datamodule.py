@@ -32,7 +32,7 @@ from monai.data import DataLoader as MonaiDataLoader
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import SliceCache, prepare
-from .sampling import ForegroundSampler, foreground_slices
+from .sampling import ForegroundSampler, foreground_groups
 from .transforms import train_transforms
 
 
@@ -123,7 +123,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         fraction = self.cfg["data"]["foreground_fraction"]
         if fraction == 0.0:
             return None
-        return ForegroundSampler(len(self.train_set), foreground_slices(self.train_set.labels), fraction,
+        return ForegroundSampler(len(self.train_set), foreground_groups(self.train_set.labels), fraction,
                                  seed=int(torch.initial_seed() % (2**63)))
 
     def train_dataloader(self) -> DataLoader:

@@ -37,11 +37,13 @@ _FRAME = re.compile(r"^(\d+)\.(png|jpe?g|bmp|tiff?)$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class CaseRef:
-    """Where one case lives: ``image`` (a folder or file) and ``label`` (or None)."""
+    """Where one case lives: ``image`` (a folder or file) and ``label`` (or None); an
+    nnU-Net case also lists every channel file (``image`` is the first)."""
 
     case_id: str
     image: Path
     label: Path | None
+    channels: tuple[Path, ...] = ()
 
 
 def _require_root(root: str | os.PathLike) -> Path:

@@ -12,8 +12,8 @@ misaligned pair is never trained on silently.
 
 Label values: 0 background, 1 pancreas, and in the Medical Segmentation
 Decathlon (Task07_Pancreas) 2 tumour, merged into pancreas by default
-(``merge_tumour=True``); with ``merge_tumour=False`` the target is the pancreas
-parenchyma only (tumour voxels become background).
+(``merge_tumour=True``); with ``merge_tumour=False`` pancreas (1) and tumour (2) are
+two classes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class PancreasCase:
     Attributes:
         case_id: e.g. ``"PANCREAS_0001"`` or ``"pancreas_001"``.
         image: (Z, Y, X) float32 HU.
-        label: (Z, Y, X) uint8 in {0, 1} aligned to ``image``, or None.
+        label: (Z, Y, X) uint8 aligned to ``image`` ({0, 1}; {0, 1, 2} with tumour kept), or None.
         geometry: the geometry of ``image`` as held (SimpleITK conventions, x, y, z
             order): in :data:`~medseg.data.orientation.TRAINING_ORIENTATION`.
     """
@@ -152,7 +152,8 @@ def load_pancreas_case(image_path: str | os.PathLike, label_path: str | os.PathL
         image_path: a patient folder with a DICOM series anywhere below it, a
             DICOM file, or a NIfTI file.
         label_path: the NIfTI label, or None for an unlabelled scan.
-        merge_tumour: map label 2 (MSD tumour) to 1; otherwise tumour → 0.
+        merge_tumour: map label 2 (MSD tumour) to 1; otherwise keep it: pancreas 1 and
+            tumour 2 are two classes.
         case_id: name used in messages and on the case (default: from the path).
         label_values: the raw values the label may hold (default 0, 1, 2).
 
@@ -174,6 +175,5 @@ def load_pancreas_case(image_path: str | os.PathLike, label_path: str | os.PathL
     label = None
     if label_path is not None:
         raw = read_label(label_path, geometry, case_id=case_id, values=label_values)
-        label = (raw >= 1) if merge_tumour else (raw == 1)
-        label = label.astype(np.uint8)
+        label = (raw >= 1).astype(np.uint8) if merge_tumour else raw.astype(np.uint8)
     return PancreasCase(case_id=case_id, image=image, label=label, geometry=geometry)

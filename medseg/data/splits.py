@@ -37,6 +37,14 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
 
 
+def _nnunet_refs(root: Path) -> list:
+    """The labelled cases of an nnU-Net dataset as :class:`CaseRef` (first channel as image)."""
+    from . import CaseRef
+    from .nnunet import discover_nnunet
+
+    return [CaseRef(c.case_id, c.channels[0], c.label, c.channels) for c in discover_nnunet(root)]
+
+
 def make_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Draw the subset/split described by the ``data`` section of a config."""
     from . import CaseRef, detect_layout, discover_bagls, discover_pancreas  # noqa: F401
@@ -47,7 +55,7 @@ def make_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     rng = _rng(seed)
     layout = data_cfg.get("layout", "auto")
     if layout == "auto":
-        layout = detect_layout(root, dataset)
+        layout = "nnunet" if dataset == "nnunet" else detect_layout(root, dataset)
     cases: dict[str, dict[str, str | None]] = {}
     out: dict[str, Any] = {"version": VERSION, "dataset": dataset, "root": str(root),
                            "layout": layout, "seed": seed}
@@ -55,10 +63,12 @@ def make_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     def record(refs):
         for r in refs:
             cases[r.case_id] = {"image": str(r.image), "label": None if r.label is None else str(r.label)}
+            if r.channels:
+                cases[r.case_id]["channels"] = [str(c) for c in r.channels]
         return [r.case_id for r in refs]
 
-    if dataset == "pancreas":
-        refs = discover_pancreas(root, layout)
+    if dataset in ("pancreas", "nnunet"):
+        refs = discover_pancreas(root, layout) if dataset == "pancreas" else _nnunet_refs(root)
         n = int(data_cfg["num_cases"])
         n_train, n_val, n_test = (int(v) for v in data_cfg["split"])
         if len(refs) < n:

@@ -104,11 +104,11 @@ def _time_step(cfg: Mapping[str, Any], device, h: int, w: int, batch: int) -> tu
     import torch
 
     from ..models import build
-    from ..training.checkpoint import _model_options, in_channels
+    from ..training.checkpoint import _model_options, in_channels, out_channels
 
     m, data = cfg["model"], cfg["data"]
     torch.manual_seed(0)
-    model = build(m["name"], in_channels(cfg), 2, base_channels=m["base_channels"], depth=m["depth"],
+    model = build(m["name"], in_channels(cfg), out_channels(cfg), base_channels=m["base_channels"], depth=m["depth"],
                   norm=m["norm"], regularizer=None, **_model_options(m)).to(device)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -38,9 +38,10 @@ from ..errors import CheckpointError
 from ..io import atomic_path
 
 FORMAT = 1
-#: DICOM Modality of each dataset's images, recorded in every checkpoint (``medseg predict``
-#: refuses other modalities): CT for Pancreas-CT; ES (endoscopy, DICOM CID 29) for the
-#: laryngeal high-speed videoendoscopy frames of BAGLS
+#: DICOM Modality of each built-in dataset's images, recorded in every checkpoint (``medseg
+#: predict`` refuses other modalities): CT for Pancreas-CT; ES (endoscopy, DICOM CID 29) for
+#: the laryngeal high-speed videoendoscopy frames of BAGLS; an nnunet dataset's from its
+#: channel names (:attr:`medseg.data.nnunet.DatasetDescription.modality`)
 MODALITY = {"pancreas": "CT", "bagls": "ES"}
 
 
@@ -51,29 +52,49 @@ def plain(obj: Any) -> Any:
 
 def medseg_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
     data = cfg["data"]
+    from ..data.nnunet import describe_dataset
     from ..data.orientation import TRAINING_ORIENTATION
     from ..data.transforms import mirror_axes_trained
 
+    description = describe_dataset(data)
     pre = {"dataset": data["dataset"], "size": list(data["size"]), "channels": in_channels(cfg)}
     if data["dataset"] == "pancreas":
         pre["window"] = list(data["window"])
         pre["orientation"] = TRAINING_ORIENTATION
+    if data["dataset"] == "nnunet":
+        from ..data.plan import dataset_plan
+
+        pre["plan"] = dataset_plan(data)
+        pre["orientation"] = TRAINING_ORIENTATION
+    if len(description.foreground) > 1 or data["dataset"] == "nnunet":
+        pre["labels"] = description.to_dict()["labels"]  # what the output channels mean
     return plain({
         "format": FORMAT,
         "preprocessing": pre,
-        "modality": MODALITY[data["dataset"]],
+        "modality": description.modality,
         # what test-time mirroring may use: the axes training mirrored ([] without augmentation)
         "mirror_axes": mirror_axes_trained(data),
         # foreground_prior only initialises the heads: not part of what the weights mean
         "model": {k: v for k, v in cfg["model"].items() if k != "foreground_prior"},
         "regularizer": dict(cfg["regularizer"]),
-        "out_channels": 2,
+        "out_channels": description.num_classes,
         "config": dict(cfg),
     })
 
 
 def in_channels(cfg: Mapping[str, Any]) -> int:
-    return 1 if cfg["data"]["dataset"] == "pancreas" else int(cfg["data"]["channels"])
+    """Network input channels: the dataset's channels (Pancreas-CT 1, BAGLS data.channels,
+    nnunet its dataset.json's channel_names)."""
+    from ..data.nnunet import describe_dataset
+
+    return len(describe_dataset(cfg["data"]).channels)
+
+
+def out_channels(cfg: Mapping[str, Any]) -> int:
+    """Network output channels: background + one per foreground label."""
+    from ..data.nnunet import describe_dataset
+
+    return describe_dataset(cfg["data"]).num_classes
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -71,15 +71,16 @@ class CrossEntropyDiceSSIM(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        fg = torch.softmax(logits, dim=1)[:, 1:2]
-        return self.dice_ce(logits, target) + self.ssim(fg, target.float())
+        # the foreground probability: the sum over the foreground classes (one class: p₁)
+        fg = torch.softmax(logits, dim=1)[:, 1:].sum(dim=1, keepdim=True)
+        return self.dice_ce(logits, target) + self.ssim(fg, (target > 0).float())
 
 
 def build_loss(name: str, dataset: str, *, dice_batch: bool = True,
                dice_include_background: bool = False) -> nn.Module:
     """The loss ``train.loss`` names (``auto``: the paper's loss of ``dataset``)."""
-    if name == "auto":
-        name = "ce" if dataset == "pancreas" else "ce_dice_ssim"
+    if name == "auto":  # nnunet: nnU-Net's Dice + CE
+        name = {"pancreas": "ce", "bagls": "ce_dice_ssim"}.get(dataset, "dice_ce")
     if name == "ce":
         return CrossEntropy()
     dice = {"batch": dice_batch, "include_background": dice_include_background}

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -78,9 +78,17 @@ class CaseScore:
     intersection: int
     hd95: float = NAN    # mm; NaN when not computed (validation) or left out by a convention
     nsd: float = NAN
+    #: several foreground labels: label name → {dice, iou, hd95, nsd, pred_voxels,
+    #: label_voxels, intersection}; the fields above are then the mean over labels
+    #: (voxel counts: the sum). Empty for a binary dataset.
+    per_label: dict = field(default_factory=dict)
 
     def as_row(self) -> dict:
-        return asdict(self)
+        """One ``cases.csv`` row: the headline columns, then ``<metric>_<label>`` per label."""
+        row = {k: v for k, v in asdict(self).items() if k != "per_label"}
+        for name, scores in self.per_label.items():
+            row.update({f"{m}_{name}": scores[m] for m in METRICS})
+        return row
 
 
 def describe(values: Iterable[float]) -> dict[str, float]:
@@ -146,7 +154,10 @@ class SegmentationScores:
     """
 
     def __init__(self, empty_score: float | None = 1.0, *, nsd_tolerance_mm: float = 2.0,
-                 empty_hd95: float | None = 0.0, missing_hd95: float | str | None = "diagonal"):
+                 empty_hd95: float | None = 0.0, missing_hd95: float | str | None = "diagonal",
+                 labels: Sequence[tuple[str, int]] | None = None):
+        #: the foreground labels scored one by one when there are several (name, value)
+        self.labels = list(labels) if labels and len(labels) > 1 else []
         self.empty_score = empty_score
         self.nsd_tolerance_mm = float(nsd_tolerance_mm)
         self.empty_hd95 = empty_hd95
@@ -156,30 +167,46 @@ class SegmentationScores:
         self.rows: list[CaseScore] = []
 
     @classmethod
-    def from_config(cls, eval_cfg: Mapping[str, Any]) -> "SegmentationScores":
-        """From a run config's ``eval`` section."""
+    def from_config(cls, eval_cfg: Mapping[str, Any],
+                    labels: Sequence[tuple[str, int]] | None = None) -> "SegmentationScores":
+        """From a run config's ``eval`` section (and the dataset's foreground labels)."""
         return cls(eval_cfg["empty_score"], nsd_tolerance_mm=eval_cfg["nsd_tolerance_mm"],
-                   empty_hd95=eval_cfg["empty_hd95"], missing_hd95=eval_cfg["missing_hd95"])
+                   empty_hd95=eval_cfg["empty_hd95"], missing_hd95=eval_cfg["missing_hd95"],
+                   labels=labels)
 
     def score(self, case_id: str, pred: torch.Tensor, label: torch.Tensor,
               spacing: Sequence[float] | None = None, *, boundary: bool = True) -> CaseScore:
-        """Score one case: ``pred`` and ``label`` are same-shape binary masks.
+        """Score one case: ``pred`` and ``label`` are same-shape label maps (binary: masks).
 
+        Binary: foreground = value > 0. Several labels: each label value is scored as its
+        own binary mask (``per_label``) and the headline metrics are their mean (labels
+        left out by a convention do not count); voxel counts are summed over labels.
         ``spacing``: see :func:`spatial_grid`; ``boundary=False`` skips HD95/NSD (NaN),
         as does a grid that is neither 2D nor 3D.
         """
         if pred.shape != label.shape:
             raise ValueError(f"case {case_id}: prediction {tuple(pred.shape)} and label "
                              f"{tuple(label.shape)} differ in shape")
-        p = (pred > 0).cpu()
-        y = (label > 0).cpu()
+        pred, label = pred.cpu(), label.cpu()
+        if not self.labels:
+            return CaseScore(case_id, **self._binary(pred > 0, label > 0, spacing, boundary))
+        per_label = {name: self._binary(pred == v, label == v, spacing, boundary)
+                     for name, v in self.labels}
+        mean = {m: _nanmean(s[m] for s in per_label.values()) for m in METRICS}
+        counts = {k: sum(s[k] for s in per_label.values())
+                  for k in ("pred_voxels", "label_voxels", "intersection")}
+        return CaseScore(case_id, **mean, **counts, per_label=per_label)
+
+    def _binary(self, p: torch.Tensor, y: torch.Tensor, spacing: Sequence[float] | None,
+                boundary: bool) -> dict[str, Any]:
         n_p, n_y = int(p.sum()), int(y.sum())
         inter = int((p & y).sum())
         dice, iou = self._overlap(p, y, n_p, n_y)
         hd95 = nsd = NAN
         if boundary:
             hd95, nsd = self._boundary(p, y, n_p, n_y, spacing)
-        return CaseScore(case_id, dice, iou, n_p, n_y, inter, hd95, nsd)
+        return {"dice": dice, "iou": iou, "pred_voxels": n_p, "label_voxels": n_y,
+                "intersection": inter, "hd95": hd95, "nsd": nsd}
 
     def _value(self, value: float | None) -> float:
         return NAN if value is None else float(value)
@@ -217,29 +244,49 @@ class SegmentationScores:
     def extend(self, rows: Iterable[CaseScore]) -> None:
         self.rows.extend(rows)
 
-    def pooled(self) -> tuple[float, float]:
-        """(DICE, IoU) from the voxel counts summed over all cases."""
-        sp = sum(r.pred_voxels for r in self.rows)
-        sy = sum(r.label_voxels for r in self.rows)
-        si = sum(r.intersection for r in self.rows)
+    def pooled(self, label: str | None = None) -> tuple[float, float]:
+        """(DICE, IoU) from the voxel counts summed over all cases (of one ``label``)."""
+        rows = [r.per_label[label] for r in self.rows] if label else [asdict(r) for r in self.rows]
+        sp = sum(r["pred_voxels"] for r in rows)
+        sy = sum(r["label_voxels"] for r in rows)
+        si = sum(r["intersection"] for r in rows)
         if sp + sy == 0:
             value = self._value(self.empty_score)
             return value, value
         return 2.0 * si / (sp + sy), si / (sp + sy - si)
 
     def summary(self) -> dict:
-        out: dict[str, Any] = {"n_cases": len(self.rows)}
-        for m in METRICS:
-            d = describe(getattr(r, m) for r in self.rows)
-            out.update({f"{m}_mean": d["mean"], f"{m}_std": d["std"], f"{m}_median": d["median"]})
-            out["n_scored" if m == "dice" else f"n_scored_{m}"] = d["n"]
+        """Mean/std/median of each metric over the cases, pooled DICE/IoU, the conventions;
+        with several labels also ``labels``: the same per label name."""
+        out: dict[str, Any] = {"n_cases": len(self.rows), **_described(self.rows)}
         out["pooled_dice"], out["pooled_iou"] = self.pooled()
+        if self.labels:
+            out["labels"] = {}
+            for name, _ in self.labels:
+                part = _described([r.per_label[name] for r in self.rows])
+                part["pooled_dice"], part["pooled_iou"] = self.pooled(name)
+                out["labels"][name] = part
         out.update({
             "empty_score": self.empty_score, "nsd_tolerance_mm": self.nsd_tolerance_mm,
             "empty_hd95": self.empty_hd95, "missing_hd95": self.missing_hd95,
             "aggregation": AGGREGATION,
         })
         return out
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    vs = [v for v in values if not math.isnan(v)]
+    return float(np.mean(vs)) if vs else NAN
+
+
+def _described(rows: Sequence[Any]) -> dict[str, Any]:
+    """``<metric>_mean/_std/_median`` and the scored counts of CaseScores or per-label dicts."""
+    out: dict[str, Any] = {}
+    for m in METRICS:
+        d = describe((r[m] if isinstance(r, dict) else getattr(r, m)) for r in rows)
+        out.update({f"{m}_mean": d["mean"], f"{m}_std": d["std"], f"{m}_median": d["median"]})
+        out["n_scored" if m == "dice" else f"n_scored_{m}"] = d["n"]
+    return out
 
 
 def distance_unit(dataset: str) -> str:

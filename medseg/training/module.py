@@ -20,7 +20,8 @@ import torch
 
 from ..data.preprocess import predict_slices
 from ..models import build as build_model
-from .checkpoint import in_channels, medseg_metadata, _model_options
+from ..data.nnunet import describe_dataset
+from .checkpoint import in_channels, medseg_metadata, out_channels, _model_options
 from .losses import build_loss, supervised_loss
 from .metrics import CaseScore, SegmentationScores, distance_unit
 
@@ -46,7 +47,7 @@ class SegmentationModule(pl.LightningModule):
         self.cfg = cfg
         m = cfg["model"]
         self.model = build_model(
-            m["name"], in_channels(cfg), 2, base_channels=m["base_channels"], depth=m["depth"],
+            m["name"], in_channels(cfg), out_channels(cfg), base_channels=m["base_channels"], depth=m["depth"],
             norm=m["norm"], regularizer=cfg["regularizer"], **_model_options(m),
         )
         if m["foreground_prior"] is not None:
@@ -54,6 +55,8 @@ class SegmentationModule(pl.LightningModule):
         t = cfg["train"]
         self.loss = build_loss(t["loss"], cfg["data"]["dataset"], dice_batch=t["dice_batch"],
                                dice_include_background=t["dice_include_background"])
+        #: the foreground labels the metrics score one by one (several labels only)
+        self.labels = describe_dataset(cfg["data"]).foreground
         self._rows: list[CaseScore] = []
         #: per-case rows of the last test run (filled on every rank after gathering)
         self.test_rows: list[CaseScore] = []
@@ -88,7 +91,7 @@ class SegmentationModule(pl.LightningModule):
         label = batch["native_label"]
         pred = predict_slices(self.model, batch["image"], label.shape[-2:],
                               self.cfg["eval"]["batch_size"])
-        scorer = SegmentationScores.from_config(self.cfg["eval"])
+        scorer = SegmentationScores.from_config(self.cfg["eval"], self.labels)
         self._rows.append(scorer.score(batch["case_id"], pred, label.cpu(), batch.get("spacing"),
                                        boundary=boundary))
 
@@ -102,7 +105,7 @@ class SegmentationModule(pl.LightningModule):
         unique: dict[str, CaseScore] = {}
         for r in rows:
             unique.setdefault(r.case_id, r)
-        scores = SegmentationScores.from_config(self.cfg["eval"])
+        scores = SegmentationScores.from_config(self.cfg["eval"], self.labels)
         scores.extend(sorted(unique.values(), key=lambda r: r.case_id))
         return scores
 

@@ -7,9 +7,12 @@
   ``logs/``                   CSV (``metrics.csv``) and TensorBoard logs
   ``metrics.json``            test-set summary (mean/std/median of DICE, IoU, HD95, NSD; pooled
                               scores; the empty-case conventions and the aggregation;
-                              ``distance_unit`` of HD95: mm for CT, px for BAGLS frames)
+                              ``distance_unit`` of HD95: mm for CT, px for BAGLS frames); with
+                              several labels the headline is the mean over labels and
+                              ``labels`` holds the same summary per label name
   ``cases.csv``               one row per test case: case_id, dice, iou, voxel counts, hd95
-                              (in ``distance_unit``), nsd
+                              (in ``distance_unit``), nsd; with several labels the mean over
+                              labels, then ``<metric>_<label>`` columns per label
 
 ``--resume`` continues from ``last.ckpt`` (saved at every epoch end, so a run
 killed mid-epoch loses at most that epoch).
@@ -494,7 +497,11 @@ CASE_COLUMNS = ("case_id", "dice", "iou", "pred_voxels", "label_voxels", "inters
 
 
 def cases_csv(rows) -> str:
-    return csv_text(CASE_COLUMNS, (r.as_row() for r in rows))
+    """One row per case; with several labels also ``dice_<label>``, ``iou_<label>``,
+    ``hd95_<label>``, ``nsd_<label>`` per label (a binary dataset's file is unchanged)."""
+    rows = [r.as_row() for r in rows]
+    extra = [c for c in (rows[0] if rows else {}) if c not in CASE_COLUMNS]
+    return csv_text((*CASE_COLUMNS, *extra), rows)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -161,7 +161,7 @@ def test_prepare_read_failure_one_line(cli, config_file, monkeypatch, name):
 
     code, words = OS_ERRORS[name]
 
-    def failing(image, label):
+    def failing(image, label, channels=None):
         raise OSError(code, os.strerror(code), str(image))
 
     monkeypatch.setattr(cache, "source_fingerprint", failing)
