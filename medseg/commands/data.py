@@ -23,14 +23,15 @@ def _formatter():
 def _register_synth(jobs: argparse._SubParsersAction) -> None:
     p = jobs.add_parser(
         "synth",
-        help="write a synthetic Pancreas-CT-like or BAGLS-like dataset",
+        help="write a synthetic Pancreas-CT-like, BAGLS-like or nnU-Net-format abdomen dataset",
         description="Write a synthetic dataset in the layout the real one is distributed in, "
         "deterministically from a seed (same seed → identical files). Refuses to write into a "
         "non-empty folder unless --force is given (and then only over an earlier synth output).",
         epilog="examples:\n"
-        "  medseg data synth pancreas --out data/synthetic/pancreas\n"
         "  medseg data synth pancreas --out data/synthetic/pancreas_msd --layout msd --cases 4\n"
-        "  medseg data synth bagls --out data/synthetic/bagls --frames 400 --test-frames 100",
+        "  medseg data synth bagls --out data/synthetic/bagls --frames 400 --test-frames 100\n"
+        "  medseg data synth pancreas --out data/synthetic/pancreas --force   # same seed, same files\n"
+        "  medseg data synth abdomen --out data/synthetic/nnUNet_raw   # → .../Dataset901_SynthAbdomen",
         formatter_class=_formatter(),
     )
     kinds = p.add_subparsers(dest="dataset", metavar="<dataset>", required=True)
@@ -41,7 +42,11 @@ def _register_synth(jobs: argparse._SubParsersAction) -> None:
         "TCIA layout: Pancreas-CT/PANCREAS_NNNN/<study>/<series>/*.dcm and "
         "TCIA_pancreas_labels-02-05-2017/labelNNNN.nii.gz; MSD layout: imagesTr/, labelsTr/, "
         "dataset.json.",
-        epilog="example:\n  medseg data synth pancreas --out data/synthetic/pancreas --cases 12 --size 128",
+        epilog="examples:\n"
+        "  medseg data synth pancreas --out data/synthetic/pancreas_small --cases 4 --size 64 --slices 24\n"
+        "  medseg data synth pancreas --out data/synthetic/pancreas_msd --layout msd --cases 4\n\n"
+        "The default set (12 scans of 128x128x48, seed 0; what make demo trains on) has square\n"
+        "pixels of 2.58-3.27 mm and 2.41-3.02 mm between slices, drawn per scan.",
         formatter_class=_formatter(),
     )
     pan.add_argument("--out", default="data/synthetic/pancreas", help="output folder")
@@ -66,13 +71,41 @@ def _register_synth(jobs: argparse._SubParsersAction) -> None:
     bag.add_argument("--seed", type=int, default=0, help="random seed")
     bag.add_argument("--force", action="store_true", help="replace an earlier synth output")
     bag.set_defaults(func=_run_synth)
+    abd = kinds.add_parser(
+        "abdomen",
+        help="two-phase abdominal CT: liver, kidney, spleen, tumour (nnU-Net v2 raw format)",
+        description="Phantom abdominal CT in nnU-Net v2 raw format, written to "
+        "OUT/Dataset901_SynthAbdomen/ (OUT plays nnU-Net's nnUNet_raw; other datasets in it are left "
+        "alone): dataset.json, imagesTr/abdomen_NNN_0000.nii.gz (non-contrast) and _0001.nii.gz "
+        "(portal-venous contrast), labelsTr/abdomen_NNN.nii.gz (0 background, 1 liver, 2 kidney, "
+        "3 spleen, 4 tumour), and the test cases in imagesTs/ with their labels in labelsTs/. Some "
+        "cases are stored in RAS or LPI orientation.",
+        epilog="examples:\n"
+        "  medseg data synth abdomen --out data/synthetic/nnUNet_raw\n"
+        "  medseg data synth abdomen --out data/synthetic/nnUNet_raw --cases 8 --test-cases 2 --size 64",
+        formatter_class=_formatter(),
+    )
+    abd.add_argument("--out", default="data/synthetic/nnUNet_raw",
+                     help="nnUNet_raw folder; the dataset is written to OUT/Dataset901_SynthAbdomen")
+    abd.add_argument("--cases", type=int, default=16, help="training cases (imagesTr, labelsTr)")
+    abd.add_argument("--test-cases", type=int, default=4, help="test cases (imagesTs, labelsTs)")
+    abd.add_argument("--size", type=int, default=96, help="slice size in pixels (square)")
+    abd.add_argument("--slices", type=int, default=32, help="slices per scan")
+    abd.add_argument("--seed", type=int, default=0, help="random seed")
+    abd.add_argument("--force", action="store_true", help="replace an earlier synth output")
+    abd.set_defaults(func=_run_synth)
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from ..data import synth_bagls, synth_pancreas
+    from ..data import synth_abdomen, synth_bagls, synth_pancreas
 
     start = time.perf_counter()
-    if args.dataset == "pancreas":
+    if args.dataset == "abdomen":
+        out = synth_abdomen(args.out, cases=args.cases, test_cases=args.test_cases, size=args.size,
+                            slices=args.slices, seed=args.seed, force=args.force, progress=True)
+        what = (f"{args.cases} training + {args.test_cases} test cases of {args.size}×{args.size}×"
+                f"{args.slices}, 2 channels (nnU-Net v2 raw format)")
+    elif args.dataset == "pancreas":
         out = synth_pancreas(args.out, layout=args.layout, cases=args.cases, size=args.size,
                              slices=args.slices, seed=args.seed, force=args.force, progress=True)
         what = f"{args.cases} scans of {args.size}×{args.size}×{args.slices} ({args.layout.upper()} layout)"
@@ -96,8 +129,10 @@ def _register_check(jobs: argparse._SubParsersAction) -> None:
         "Exit status 0 when everything passes, 1 when problems were found, 2 for usage errors.",
         epilog="examples:\n"
         "  medseg data check pancreas data/synthetic/pancreas\n"
-        "  medseg data check pancreas /data/Task07_Pancreas --layout msd\n"
-        "  medseg data check bagls data/synthetic/bagls",
+        "  medseg data check pancreas data/synthetic/pancreas_heldout --layout tcia\n"
+        "  medseg data synth bagls --out data/synthetic/bagls && medseg data check bagls data/synthetic/bagls\n\n"
+        "The real datasets where data/README.md puts them: medseg data check pancreas\n"
+        "data/Pancreas-CT-TCIA; the MSD layout (Task07_Pancreas) with --layout msd.",
         formatter_class=_formatter(),
     )
     p.add_argument("dataset", choices=("pancreas", "bagls"), help="which dataset")
@@ -137,7 +172,10 @@ def _register_prepare(jobs: argparse._SubParsersAction) -> None:
         "source file rebuilds its case. Entries are written atomically.",
         epilog="examples:\n"
         "  medseg data prepare --config configs/cpu/pancreas_unet.yaml\n"
-        "  medseg data prepare --config configs/paper/bagls_unet.yaml data.root=/data/BAGLS",
+        "  medseg data prepare --config configs/cpu/pancreas_unet.yaml data.size=[128,128] \\\n"
+        "      --split-out outputs/split_128.json\n\n"
+        "Another dataset location: data.root=PATH (e.g. data.root=data/BAGLS with\n"
+        "configs/paper/bagls_unet.yaml).",
         formatter_class=_formatter(),
     )
     p.add_argument("--config", required=True, help="run config (YAML)")
@@ -191,7 +229,12 @@ def _register_split(jobs: argparse._SubParsersAction) -> None:
         description="Draw the config's subset and train/val/test split with data.split_seed "
         "(Pancreas-CT: by scan; BAGLS: training subset, validation from the rest of training/, "
         "test = test/) and write it as JSON. Pass it to runs with data.split_file=PATH.",
-        epilog="example:\n  medseg data split --config configs/cpu/pancreas_unet.yaml --out split.json",
+        epilog="examples:\n"
+        "  medseg data split --config configs/cpu/pancreas_unet.yaml --out outputs/split.json\n"
+        "  medseg data split --config configs/cpu/pancreas_unet.yaml data.split_seed=1 \\\n"
+        "      --out outputs/split_seed1.json\n"
+        "  medseg train --config configs/cpu/pancreas_unet.yaml data.split_file=outputs/split_seed1.json \\\n"
+        "      --out runs/split_seed1",
         formatter_class=_formatter(),
     )
     p.add_argument("--config", required=True, help="run config (YAML)")
@@ -227,8 +270,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "layouts; 'check' verifies a dataset before training; 'prepare' builds the slice cache; 'split' "
         "draws and writes a split file.",
         epilog="examples:\n"
-        "  medseg data synth pancreas --out data/synthetic/pancreas\n"
-        "  medseg data check pancreas data/synthetic/pancreas",
+        "  medseg data check pancreas data/synthetic/pancreas\n"
+        "  medseg data split --config configs/cpu/pancreas_unet.yaml --out outputs/split.json --force",
         formatter_class=_formatter(),
     )
     jobs = p.add_subparsers(dest="data_command", metavar="<job>")
