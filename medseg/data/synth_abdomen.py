@@ -422,8 +422,7 @@ def _paint_bowel(c: _Canvas, grid: _Grid, cavity: np.ndarray, rng: np.random.Gen
         c.paint(_ellipse(U, V, cu, cv, a * s * f + 1e-6, b * s * f + 1e-6) & cavity, content_hu)
 
 
-def _organ_mask(grid: _Grid, spec: OrganSpec, cu: float, cv: float, rng: np.random.Generator,
-                side: int = 1) -> np.ndarray:
+def _organ_mask(grid: _Grid, spec: OrganSpec, cu: float, cv: float, rng: np.random.Generator) -> np.ndarray:
     """The organ's voxels: per-slice ellipse × the t profile, outline wobbled."""
     if spec.onset is not None:
         onset = spec.onset.draw(rng)
@@ -594,6 +593,9 @@ def synth_abdomen(out: str | os.PathLike = "data/synthetic/nnUNet_raw", cases: i
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
+    if out.name == DATASET_FOLDER or (out / "dataset.json").exists():
+        raise DataError(f"{out}: is a dataset folder; --out is the folder that holds datasets (nnU-Net's "
+                        f"nnUNet_raw), the dataset is written to OUT/{DATASET_FOLDER}")
     if cases < 1 or test_cases < 0:
         raise DataError(f"--cases must be at least 1 and --test-cases at least 0 (got {cases}, {test_cases})")
     folder = out / DATASET_FOLDER

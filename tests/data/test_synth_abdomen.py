@@ -269,5 +269,8 @@ def test_out_must_be_a_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="not a folder"):
         synth_abdomen(tmp_path / "file", cases=1, size=16, slices=4)
+    with pytest.raises(DataError, match="is a dataset folder"):             # the dataset folder itself
+        synth_abdomen(synth_abdomen(tmp_path / "y", cases=1, size=16, slices=4), cases=1, size=16, slices=4,
+                      force=True)
     with pytest.raises(DataError, match="--cases"):
         synth_abdomen(tmp_path / "x", cases=0, size=16, slices=4)
