@@ -2,7 +2,9 @@
 
 One subcommand per job, in the spirit of nnU-Net: ``data`` (synth, check,
 prepare, split), ``train``, ``evaluate``, ``predict``, ``experiment``, ``report``,
-``coadapt``, ``bench``, ``regularizers``. ``medseg <cmd> --help`` explains each.
+``coadapt``, ``drops``, ``bench``, ``regularizers``, ``config`` (show).
+``medseg <cmd> --help`` explains each; its examples work as pasted after ``make demo``
+(tests/commands/test_help_examples.py runs them).
 
 The error boundary (:func:`main`): user errors (:class:`~medseg.errors.MedsegError`)
 and the failures a user's files or machine cause (disk full, permission denied,
@@ -34,7 +36,14 @@ COMMANDS = [
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the examples' line breaks and show defaults."""
+    """Keep the examples' line breaks and show each option's default once: not where its help
+    already says it, nor where there is none to show (required, None, an off flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.required or action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
             "UNet3+ with Heuristic Dropout and a fair regularizer comparison."
         ),
         epilog=(
+            "Run it as .venv/bin/medseg, or as medseg after 'source .venv/bin/activate' (make setup,\n"
+            "make demo and make test create .venv). The examples of every --help use the paths\n"
+            "'make demo' creates (data/synthetic/, runs/demo/) and write under folders git ignores\n"
+            "(runs/, outputs/, experiments/, bench/, data/).\n\n"
             "examples:\n"
-            "  medseg data synth pancreas --out data/synthetic/pancreas\n"
+            "  medseg data check pancreas data/synthetic/pancreas\n"
             "  medseg train --config configs/cpu/pancreas_unet.yaml regularizer.name=heuristic\n"
-            "  medseg predict --checkpoint runs/x/checkpoints/best.ckpt --output out/ scan_dir/\n"
+            "  medseg predict --checkpoint runs/demo/unet_heuristic/checkpoints/best.ckpt \\\n"
+            "      --output outputs/predict data/synthetic/pancreas_heldout/Pancreas-CT\n"
             "\nRun 'medseg <command> --help' for a command's options."
         ),
         formatter_class=HelpFormatter,

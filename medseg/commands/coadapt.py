@@ -6,9 +6,12 @@ import argparse
 from pathlib import Path
 
 EXAMPLE = """examples:
-  medseg coadapt experiments/pancreas_comparison            # all finished runs → DIR/coadapt/
-  medseg coadapt runs/a runs/b --out coadapt/ --draws 5
-  medseg coadapt experiments/pc --fractions 0,0.25,0.5,0.75 --force
+  medseg coadapt runs/demo/unet_none runs/demo/unet_heuristic --out outputs/coadapt --draws 5
+  medseg coadapt runs/demo/unet_none runs/demo/unet_heuristic --out outputs/coadapt \\
+      --fractions 0,0.25,0.5,0.75 --force
+
+An experiment folder (medseg experiment) as RUN_DIR takes all its finished runs and
+writes to DIR/coadapt/, where medseg report finds it.
 
 For each run a random fraction of the feature maps entering the final 1x1 output
 convolution is zeroed (one random channel set per draw, nested across fractions) and

@@ -10,7 +10,7 @@ import yaml
 EXAMPLE = """examples:
   medseg config show configs/cpu/pancreas_unet.yaml
   medseg config show configs/cpu/pancreas_unet.yaml regularizer.name=heuristic regularizer.k=3
-  medseg config show configs/cpu/pancreas_unet.yaml > my_run.yaml   # a complete, commented config
+  medseg config show configs/cpu/pancreas_unet.yaml > outputs/my_run.yaml   # complete, commented
 
 The output is valid YAML: the defaults filled in, the overrides applied, each key's doc
 as a comment (regularizer parameters: the regularizer's constructor arguments)."""

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 EXAMPLE = """examples:
-  medseg drops runs/pancreas_unet_heuristic_seed0
-  medseg drops runs/x --split test --checkpoint last --force
+  medseg drops runs/demo/unet_heuristic
+  medseg drops runs/demo/unet_heuristic --split test --checkpoint last
 
 Runs the network over every slice of the split with only the Heuristic Dropout slots
 in training mode (BatchNorm and the rest in eval mode, weights unchanged) and writes

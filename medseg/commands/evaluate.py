@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 EXAMPLE = """examples:
-  medseg evaluate runs/pancreas_unet_none_seed0
-  medseg evaluate runs/pancreas_unet_none_seed0 --split val --checkpoint last
+  medseg evaluate runs/demo/unet_none
+  medseg evaluate runs/demo/unet_heuristic --split val --checkpoint last
 
 --split test rewrites metrics.json and cases.csv; other splits write
 metrics_<split>.json and cases_<split>.csv (train gives the train/test gap)."""

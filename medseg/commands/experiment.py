@@ -7,13 +7,14 @@ from pathlib import Path
 
 EXAMPLE = """examples:
   medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml --dry-run
-  medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml --out experiments/pc
-  medseg experiment --config configs/experiments/cpu/k_ablation.yaml grid.repeats=2 train.epochs=1
   medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml \\
-      grid.regularizers=[none,heuristic] grid.repeats=2
-  medseg experiment --config configs/experiments/paper/pancreas_comparison.yaml \\
-      --backend ray --address auto grid.gpus_per_run=1 grid.cpus_per_run=4
-  medseg report experiments/pc
+      --out experiments/quick grid.regularizers=[none,heuristic] grid.repeats=2 train.epochs=1
+  medseg report experiments/quick
+  medseg experiment --config configs/experiments/cpu/k_ablation.yaml grid.repeats=2 train.epochs=1
+  medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml   # 30 runs, ~27 min
+
+--backend ray runs one Ray task per run (a local Ray instance, or the cluster 'ray start'
+made with --address auto; GPU runs ask for grid.gpus_per_run=1; README, "Scaling out").
 
 Every key of the experiment config (grid.models, grid.regularizers, grid.sweep.<key>,
 grid.repeats, grid.seeds, base) and of the train config (data.*, model.*, train.*, …)

@@ -20,10 +20,13 @@ inputs (INPUT...):
                       non-image files (.meta, .json, ...), DICOMDIR index files, BAGLS masks
                       (*_seg.png) and predict's own outputs (*_mask.*, *_prob.nii.gz, ...)
                       are skipped.
-  Refused, with one line naming the file: a DICOM object that is not an image (SEG,
-  RTSTRUCT, RT Dose, SR, waveforms, ...; its SOP Class is named), a truncated file, and
-  a DICOM Modality other than the checkpoint's (CT for Pancreas-CT, ES = endoscopy for
-  BAGLS) unless --allow-modality-mismatch. NIfTI and PNG/JPEG record no modality. A
+  Refused, with one line naming the file, nothing written: a DICOM object that is not an
+  image (SEG, RTSTRUCT, RT Dose, SR, waveforms, ...; its SOP Class is named), a truncated
+  file, a DICOM Modality other than the checkpoint's (CT for Pancreas-CT, ES = endoscopy
+  for BAGLS) unless --allow-modality-mismatch, and with --format dicom-seg|both a NIfTI or
+  PNG/JPEG input or a DICOM file without an attribute a SEG must reference
+  (FrameOfReferenceUID, Study/Series/SOP Instance UID, PixelSpacing, Image Position/
+  Orientation; the attribute is named). NIfTI and PNG/JPEG record no modality. A
   Pancreas-CT checkpoint takes CT volumes (DICOM, NIfTI); a BAGLS checkpoint takes frames
   (PNG/JPEG). Input names must be unique.
 
@@ -33,7 +36,9 @@ outputs (in the --output folder; <name> = the input's name):
   <name>_mask.png        frame: 8-bit, 0 background / 255 foreground, the frame's size
   <name>_seg.dcm         --format dicom-seg|both, DICOM inputs only: a binary DICOM
                          Segmentation (highdicom) referencing the source series, empty
-                         frames omitted
+                         frames omitted (an all-empty mask keeps them all); its algorithm
+                         parameters name each checkpoint by file name and SHA-256 prefix
+                         (best.ckpt@3f2a9c01b7e4), never by a local path
   <name>_prob.nii.gz     --save-probabilities: float32 mean foreground probability
   <name>_uncertainty.nii.gz  --uncertainty: predictive entropy -sum_c p_c ln p_c (nats)
   <name>_variance.nii.gz --uncertainty with more than one pass (ensemble, --tta,
@@ -44,7 +49,8 @@ outputs (in the --output folder; <name> = the input's name):
   images of the frame's size (spacing 1, origin 0).
   With one input, --output ending in .nii.gz, .nii, .png or .dcm is the output file
   itself and the other files sit next to it, <name> = its name without the suffix.
-  Nothing is written unless every input succeeds; existing files need --force.
+  Nothing is written unless every input succeeds; existing files need --force. An input
+  whose mask comes out empty gets a line saying so after the table.
 
 ensembles and sampling:
   Every pass (member network x mirroring x Monte Carlo sample) gives class
@@ -55,13 +61,15 @@ ensembles and sampling:
   methods such as Heuristic Dropout."""
 
 
-EXAMPLES = """examples:
-  medseg predict --checkpoint runs/pancreas_unet_none_seed0/checkpoints/best.ckpt \\
-      --output out/ Pancreas-CT/PANCREAS_0001 scan.nii.gz --overlay
-  medseg predict --experiment experiments/cmp --method dropout --tta --uncertainty \\
-      --output out/PANCREAS_0001.nii.gz --format both Pancreas-CT/PANCREAS_0001
-  medseg predict --checkpoint a.ckpt --checkpoint b.ckpt --save-probabilities \\
-      --output out/ data/synthetic/bagls/test
+EXAMPLES = """examples (the paths make demo creates):
+  medseg predict --checkpoint runs/demo/unet_heuristic/checkpoints/best.ckpt --overlay \\
+      --output outputs/predict data/synthetic/pancreas_heldout/Pancreas-CT
+  medseg predict --checkpoint runs/demo/unet_none/checkpoints/best.ckpt \\
+      --checkpoint runs/demo/unet_heuristic/checkpoints/best.ckpt --tta --uncertainty \\
+      --format both --output outputs/ensemble/PANCREAS_0001.nii.gz \\
+      data/synthetic/pancreas_heldout/Pancreas-CT/PANCREAS_0001
+  medseg predict --checkpoint runs/demo/unet_none/checkpoints/best.ckpt --save-probabilities \\
+      --format dicom-seg --output outputs/predict_seg data/synthetic/pancreas_heldout/Pancreas-CT
 """
 
 

@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 EXAMPLE = """examples:
-  medseg report experiments/pancreas_comparison
-  medseg report experiments/pancreas_comparison --force --slices 3
-  medseg report experiments/k_ablation --no-qualitative
-  medseg report experiments/pancreas_cv --force --failed-below 0.2
+  medseg experiment --config configs/experiments/cpu/pancreas_comparison.yaml \\
+      --out experiments/quick grid.regularizers=[none,heuristic] grid.repeats=2 train.epochs=1
+  medseg report experiments/quick
+  medseg report experiments/quick --force --slices 3 --failed-below 0.2
+  medseg report experiments/quick --force --no-qualitative
 
 Writes DIR/report/: report.md (embeds every figure; states data, split, seeds, the
 aggregation and the tests), summary_<dataset>.md|csv and summary.csv (rows = methods ×

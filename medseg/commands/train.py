@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 EXAMPLE = """examples:
-  medseg train --config configs/cpu/pancreas_unet.yaml
+  medseg train --config configs/cpu/pancreas_unet.yaml      # -> runs/pancreas_unet_none_seed0
   medseg train --config configs/cpu/pancreas_unet.yaml regularizer.name=heuristic regularizer.k=3 train.epochs=2
-  medseg train --config configs/cpu/pancreas_unet.yaml --out runs/hd --resume
+  medseg train --config configs/cpu/pancreas_unet.yaml --out runs/demo/unet_none --resume
 
 The run folder holds config.yaml (resolved), split.json, checkpoints/best.ckpt and
 last.ckpt, logs/ (CSV + TensorBoard), metrics.json and cases.csv."""
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--out", type=Path, default=None,
                    help="run folder (default: runs/<dataset>_<model>_<regularizer>_seed<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from last.ckpt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted (or finished) run from its last.ckpt")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
