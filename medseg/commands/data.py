@@ -135,7 +135,8 @@ def _register_check(jobs: argparse._SubParsersAction) -> None:
         "data/Pancreas-CT-TCIA; the MSD layout (Task07_Pancreas) with --layout msd.",
         formatter_class=_formatter(),
     )
-    p.add_argument("dataset", choices=("pancreas", "bagls"), help="which dataset")
+    p.add_argument("dataset", choices=("pancreas", "bagls", "nnunet"),
+                   help="which dataset (nnunet: any nnU-Net v2 raw or Decathlon dataset folder)")
     p.add_argument("root", help="dataset root folder")
     p.add_argument("--layout", choices=("auto", "tcia", "msd", "bagls"), default="auto",
                    help="on-disk layout (pancreas: tcia | msd)")
@@ -151,6 +152,8 @@ def _run_check(args: argparse.Namespace) -> int:
         raise DataError(f"--layout {layout} is a Pancreas-CT layout; BAGLS has one layout (bagls/auto)")
     if args.dataset == "pancreas" and layout == "bagls":
         raise DataError("--layout bagls is for the BAGLS dataset; Pancreas-CT uses tcia, msd or auto")
+    if args.dataset == "nnunet" and layout != "auto":
+        raise DataError(f"--layout {layout}: an nnunet dataset has one layout (its dataset.json says the rest)")
     if layout == "bagls":
         layout = "auto"
     report = check_dataset(args.dataset, args.root, layout, progress=True)
@@ -257,17 +260,74 @@ def _run_split(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- plan
+def _register_plan(jobs: argparse._SubParsersAction) -> None:
+    p = jobs.add_parser(
+        "plan",
+        help="fingerprint an nnU-Net dataset and write its plan (done implicitly by prepare/train)",
+        description="Read every training case of an nnU-Net v2 raw (or Decathlon) dataset once and "
+        "write fingerprint.json (per case spacing and size after reorientation; per channel the "
+        "foreground intensity mean, std, 0.5/99.5 percentiles; per label its voxel share) and "
+        "plan.json (slice axis = the coarsest; normalisation per channel: CT channels clipped to "
+        "the foreground 0.5-99.5 percentiles then z-scored with the foreground mean/std, other "
+        "channels z-scored per image; slices resized to --size). The plan is part of the slice "
+        "cache's key and of every checkpoint, so predict normalises new scans as training did. "
+        "Nothing is written into the dataset folder.",
+        epilog="examples:\n"
+        "  medseg data plan data/synthetic/nnUNet_raw/Dataset901_SynthAbdomen\n"
+        "  medseg data plan /data/nnUNet_raw/Dataset007_Pancreas --size 128 128 --out plans/d007",
+        formatter_class=_formatter(),
+    )
+    p.add_argument("root", help="nnU-Net dataset folder (holds dataset.json)")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="slice size the plan resizes to (default: the config default, 128 128)")
+    p.add_argument("--out", default=None, help="folder for fingerprint.json and plan.json "
+                   "(default: where training looks for them, data/cache/plans/<dataset>-<hash>)")
+    p.set_defaults(func=_run_plan)
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from ..config import defaults
+    from ..data.nnunet import read_description
+    from ..data.plan import plan_dataset, plan_folder_of
+
+    data = {**defaults()["data"], "dataset": "nnunet", "root": args.root}
+    if args.size:
+        data["size"] = list(args.size)
+    description = read_description(args.root)
+    for note in description.notes:
+        print(note)
+    out = args.out or plan_folder_of(data)
+    fp, plan = plan_dataset(args.root, data["size"], out, progress=True)
+    print(f"{len(fp['cases'])} cases, {len(description.channels)} channel(s), labels "
+          f"{', '.join(f'{n} {v}' for n, v in description.labels.items())}")
+    shares = ", ".join(f"{n} {100 * s:.3g} %" for n, s in fp["label_shares"].items())
+    print(f"voxel shares: {shares}")
+    norm = "; ".join(f"{n['channel']}: {n['scheme']}" + (f" clip [{n['clip'][0]:.4g}, {n['clip'][1]:.4g}], "
+                                                         f"mean {n['mean']:.4g}, std {n['std']:.4g}"
+                                                         if n["scheme"] == "ct" else " per image")
+                     for n in plan["normalisation"])
+    print(f"slice axis {plan['slice_axis']} (median spacing z, y, x = "
+          f"{', '.join(f'{v:.3g}' for v in plan['median_spacing'])} mm); normalisation {norm}")
+    print(f"wrote {out}/fingerprint.json and plan.json")
+    json.dumps(plan)  # plain data
+    return 0
+
+
 #: the jobs of ``medseg data``, in --help order
-JOBS = [_register_synth, _register_check, _register_prepare, _register_split]
+JOBS = [_register_synth, _register_check, _register_plan, _register_prepare, _register_split]
 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "data",
-        help="dataset jobs: synth, check, prepare, split",
+        help="dataset jobs: synth, check, plan, prepare, split",
         description="Dataset jobs. 'synth' writes the synthetic default datasets in the real "
-        "layouts; 'check' verifies a dataset before training; 'prepare' builds the slice cache; 'split' "
+        "layouts; 'check' verifies a dataset before training; 'plan' fingerprints an nnU-Net dataset "
+        "and writes its plan; 'prepare' builds the slice cache; 'split' "
         "draws and writes a split file.",
         epilog="examples:\n"
         "  medseg data check pancreas data/synthetic/pancreas\n"

@@ -528,10 +528,10 @@ def case_problems(case: NnunetCase, description: DatasetDescription) -> list[str
     if case.label is not None:
         try:
             raw, lgeom = read_case_file(case.label, description, "label")
-            _label_values(case.label, raw[0], description)
             if grids and (why := geometry_mismatch(lgeom, grids[0][1])) is not None:
                 problems.append(f"{case.label}: label grid differs from the image of case "
                                 f"{case.case_id} ({why})")
+            _label_values(case.label, raw[0], description)
         except DataError as exc:
             problems.append(str(exc))
     if grids and not description.is_2d:

@@ -75,3 +75,23 @@ def test_ddp_ranks_each_get_their_share():
 def test_bad_fraction_is_refused():
     with pytest.raises(ValueError, match="fraction"):
         ForegroundSampler(10, np.arange(2), 1.5)
+
+
+def test_several_labels_each_get_at_least_their_share_of_the_forced_draws():
+    """A label on 1 slice of 200 still gets ~f/L of the draws; one group is the binary draw."""
+    from medseg.data.sampling import ForegroundSampler, foreground_groups
+
+    labels = np.zeros((200, 4, 4), dtype=np.uint8)
+    labels[:60, 0, 0] = 1          # a large organ on 60 slices
+    labels[100, 1, 1] = 2          # a rare tumour on one slice
+    groups = foreground_groups(labels)
+    assert [g.tolist() for g in groups] == [list(range(60)), [100]]
+    draws = np.concatenate([ForegroundSampler(200, groups, 1.0, seed=0).indices() for _ in range(1)]
+                           + [ForegroundSampler(200, groups, 1.0, seed=s).indices() for s in range(1, 20)])
+    share = np.mean(draws == 100)
+    assert 0.45 < share < 0.55           # half of the forced draws pick the tumour label
+    binary = (labels > 0).astype(np.uint8)
+    (only,) = foreground_groups(binary)
+    a = ForegroundSampler(200, [only], 0.33, seed=3).indices()
+    b = ForegroundSampler(200, only, 0.33, seed=3).indices()
+    np.testing.assert_array_equal(a, b)
