@@ -82,7 +82,7 @@ def _register_synth(jobs: argparse._SubParsersAction) -> None:
         "cases are stored in RAS or LPI orientation.",
         epilog="examples:\n"
         "  medseg data synth abdomen --out data/synthetic/nnUNet_raw\n"
-        "  medseg data synth abdomen --out data/synthetic/nnUNet_raw --cases 8 --test-cases 2 --size 64",
+        "  medseg data synth abdomen --out data/synthetic/nnUNet_raw_small --cases 8 --test-cases 2 --size 64",
         formatter_class=_formatter(),
     )
     abd.add_argument("--out", default="data/synthetic/nnUNet_raw",
@@ -274,8 +274,12 @@ def _register_plan(jobs: argparse._SubParsersAction) -> None:
         "cache's key and of every checkpoint, so predict normalises new scans as training did. "
         "Nothing is written into the dataset folder.",
         epilog="examples:\n"
+        "  medseg data synth abdomen --out data/synthetic/nnUNet_raw\n"
         "  medseg data plan data/synthetic/nnUNet_raw/Dataset901_SynthAbdomen\n"
-        "  medseg data plan /data/nnUNet_raw/Dataset007_Pancreas --size 128 128 --out plans/d007",
+        "  medseg data plan data/synthetic/nnUNet_raw/Dataset901_SynthAbdomen --size 64 64 \\\n"
+        "      --out outputs/plans/d901_64\n\n"
+        "A real dataset: medseg data plan nnUNet_raw/Dataset007_Pancreas (any nnU-Net v2 raw or\n"
+        "Decathlon folder).",
         formatter_class=_formatter(),
     )
     p.add_argument("root", help="nnU-Net dataset folder (holds dataset.json)")
