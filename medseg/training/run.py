@@ -3,6 +3,8 @@
 ``RUN_DIR/``
   ``config.yaml``             the resolved config (every key, defaults filled in)
   ``split.json``              the cases of train/val/test (see :mod:`medseg.data.splits`)
+  ``plan.json``               nnunet datasets: the plan (labels, channels, normalisation, slice
+                              axis; :mod:`medseg.data.plan`), also in every checkpoint
   ``checkpoints/best.ckpt``   best validation DICE; ``checkpoints/last.ckpt`` end of the last epoch
   ``logs/``                   CSV (``metrics.csv``) and TensorBoard logs
   ``metrics.json``            test-set summary (mean/std/median of DICE, IoU, HD95, NSD; pooled
@@ -195,7 +197,7 @@ def _setup_process(cfg: Mapping[str, Any]) -> None:
 
 #: what a run folder holds (glob patterns): ``--force`` replaces a run holding nothing else;
 #: ``.*.tmp*`` are the temporary files of atomic writes cut by a kill
-RUN_ENTRIES = ("config.yaml", "split.json", "checkpoints", "logs", "metrics*.json", "cases*.csv",
+RUN_ENTRIES = ("config.yaml", "split.json", "plan.json", "checkpoints", "logs", "metrics*.json", "cases*.csv",
                "drops*.csv", "drops*.png", ".*.tmp*")
 #: config keys holding paths: stored absolute in a run folder's config.yaml
 PATH_KEYS = ("root", "cache_dir", "split_file")
@@ -320,6 +322,10 @@ def plan_fresh(run_dir: Path, cfg: dict[str, Any], *, force: bool, writer: bool 
             mark_folder(tmp, "run")
             save_split(split, tmp / "split.json")
             dump_config(cfg, tmp / "config.yaml")
+            if cfg["data"]["dataset"] == "nnunet":  # how its cases are normalised and sliced
+                from ..data.plan import dataset_plan
+
+                atomic_write_text(tmp / "plan.json", json.dumps(dataset_plan(cfg["data"]), indent=1) + "\n")
     return RunPlan(run_dir, staged, split)
 
 
