@@ -168,10 +168,11 @@ def plan_dataset(root: str | os.PathLike, size: Sequence[int], folder: str | os.
 
     from tqdm.auto import tqdm
 
-    from ..io import atomic_write_text
+    from ..io import atomic_write_text, folder_kind, mark_folder
     from .nnunet import discover_nnunet, load_nnunet_case, read_description
 
     root, folder = Path(root), Path(folder)
+    _check_plan_folder(folder, root)
     description = read_description(root)
     cases = discover_nnunet(root, description)
     source = _source_hash(root, cases)
@@ -190,6 +191,8 @@ def plan_dataset(root: str | os.PathLike, size: Sequence[int], folder: str | os.
         fp["source"] = source
         fp["root"] = str(root)
         folder.mkdir(parents=True, exist_ok=True)
+        if folder_kind(folder) != "plan":
+            mark_folder(folder, "plan")
         atomic_write_text(fp_path, json.dumps(fp, indent=1) + "\n")
     plan = make_plan(fp, size)
     text = json.dumps(plan, indent=1) + "\n"
@@ -197,6 +200,22 @@ def plan_dataset(root: str | os.PathLike, size: Sequence[int], folder: str | os.
     if not plan_path.is_file() or plan_path.read_text() != text:
         atomic_write_text(plan_path, text)
     return fp, plan
+
+
+def _check_plan_folder(folder: Path, root: Path) -> None:
+    """The plan is written only into a new or empty folder, or one ``data plan`` made;
+    never into the dataset itself (nothing is written there)."""
+    from ..errors import DataError
+    from ..io import folder_kind
+
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: exists and is not a folder")
+    if root.exists() and folder.exists() and folder.resolve() == root.resolve():
+        raise DataError(f"{folder}: is the dataset folder; the plan is written elsewhere (nothing "
+                        "is written into a dataset)")
+    if folder.is_dir() and any(folder.iterdir()) and folder_kind(folder) != "plan":
+        raise DataError(f"{folder}: folder exists and was not made by 'medseg data plan'; "
+                        "give a new or empty folder")
 
 
 def plan_folder_of(data_cfg: Mapping[str, Any]) -> Path:

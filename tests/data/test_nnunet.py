@@ -239,3 +239,28 @@ def test_plan_files_are_reused_until_a_case_changes(ds, tmp_path):
     assert fp3["source"] != fp1["source"] and plan3["normalisation"] != plan1["normalisation"]
     assert json.loads((tmp_path / "plan" / "plan.json").read_text()) == plan3
     assert not any(p.name.endswith(".json") for p in ds.iterdir() if p.name != "dataset.json")
+
+
+def test_plan_is_never_written_into_a_foreign_folder(ds, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "fingerprint.json").write_text("user's")
+    with pytest.raises(DataError, match="was not made by 'medseg data plan'"):
+        plan_dataset(ds, [32, 32], tmp_path / "mine")
+    assert (tmp_path / "mine" / "fingerprint.json").read_text() == "user's"
+    with pytest.raises(DataError, match="is the dataset folder"):
+        plan_dataset(ds, [32, 32], ds)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="not a folder"):
+        plan_dataset(ds, [32, 32], tmp_path / "file")
+
+
+def test_plan_cli_prints_the_plan_and_refuses_bad_roots(ds, tmp_path, capsys):
+    from medseg.cli import main
+
+    assert main(["data", "plan", str(ds), "--out", str(tmp_path / "p"), "--size", "32", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "4 cases, 2 channel(s)" in out and "slice axis z" in out and "organ3 3" in out
+    assert json.loads((tmp_path / "p" / "plan.json").read_text())["size"] == [32, 32]
+    assert main(["data", "plan", str(tmp_path / "nowhere"), "--out", str(tmp_path / "q")]) != 0
+    err = capsys.readouterr().err
+    assert "dataset.json not found" in err and "Traceback" not in err
