@@ -154,7 +154,10 @@ def describe_dataset(data_cfg: Mapping[str, Any]) -> DatasetDescription:
 # ----------------------------------------------------------------------------- dataset.json
 def _json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise DataError(f"{path}: dataset.json not found (an nnU-Net raw dataset folder has one)")
+        inside = sorted(d.name for d in path.parent.glob("*/dataset.json") for d in [d.parent]) \
+            if path.parent.is_dir() else []
+        hint = f"; it holds {', '.join(inside[:3])}: give one of them" if inside else ""
+        raise DataError(f"{path}: dataset.json not found (an nnU-Net raw dataset folder has one){hint}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
