@@ -39,6 +39,9 @@ class PredictInput:
     fmt: str                #: "dicom-series" | "dicom-file" | "nifti" | "frame"
     source: Path            #: what the user named (or the folder found for it)
     dicom: list[DicomFile] = field(default_factory=list)  #: headers of a DICOM input's files
+    #: fmt "channels" (nnunet checkpoints): the case's channel files in channel order
+    channels: tuple[Path, ...] = ()
+    ending: str = ""        #: fmt "channels": the files' ending (.nii.gz, .nrrd, .png, …)
 
     @property
     def files(self) -> list[Path]:
@@ -52,10 +55,11 @@ class PredictInput:
         return str(getattr(self.dicom[0].header, "Modality", "") or "") or ""
 
 
-def classify(path: Path) -> str | None:
-    """'nifti' | 'frame' | 'dicom' | None (not an image) for one file."""
+def classify(path: Path, volumes: tuple[str, ...] = NIFTI_SUFFIXES) -> str | None:
+    """'nifti' | 'frame' | 'dicom' | None (not an image) for one file; ``volumes``: the
+    endings read as volume files ('nifti'; nnunet checkpoints add .nrrd, .mha, …)."""
     name = path.name.lower()
-    if name.endswith(NIFTI_SUFFIXES):
+    if name.endswith(volumes):
         return "nifti"
     if name.endswith(FRAME_SUFFIXES):
         return "frame"
@@ -91,17 +95,19 @@ def _file_input(path: Path, kind: str, headers: dict[Path, DicomFile]) -> Predic
     return PredictInput(path.stem, path, "ct", "dicom-file", path, [headers[path]])
 
 
-def _walk(folder: Path) -> dict[Path, list[tuple[Path, str]]]:
-    """Each directory below ``folder`` → its image files and their kinds (hidden and skipped names out)."""
+def _walk(folder: Path, volumes: tuple[str, ...] = NIFTI_SUFFIXES,
+          skip=None) -> dict[Path, list[tuple[Path, str]]]:
+    """Each directory below ``folder`` → its image files and their kinds (hidden and skipped
+    names out; ``skip(name)``: more names to skip)."""
     files: dict[Path, list[tuple[Path, str]]] = {}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         d = Path(dirpath)
         found = []
         for fn in sorted(filenames):
-            if fn.startswith(".") or fn.lower().endswith(SKIP_NAME_ENDINGS):
+            if fn.startswith(".") or fn.lower().endswith(SKIP_NAME_ENDINGS) or (skip and skip(fn)):
                 continue
-            kind = classify(d / fn)
+            kind = classify(d / fn, volumes)
             if kind is not None:
                 found.append((d / fn, kind))
         files[d] = found
@@ -113,9 +119,10 @@ def _headers(paths: Sequence[Path]) -> dict[Path, DicomFile]:
     return {f.path: f for group in find_series(paths).values() for f in group}
 
 
-def _folder_inputs(folder: Path) -> list[PredictInput]:
+def _folder_inputs(folder: Path, volumes: tuple[str, ...] = NIFTI_SUFFIXES,
+                   skip=None) -> list[PredictInput]:
     """Expand a folder by :data:`medseg.commands.predict.INPUT_RULES` (one walk, headers read once)."""
-    files = _walk(folder)
+    files = _walk(folder, volumes, skip)
     headers = _headers([p for found in files.values() for p, kind in found if kind == "dicom"])
     for d in files:  # DICOMDIR index files are not images: drop them from the listing
         files[d] = [(p, k) for p, k in files[d] if k != "dicom" or p in headers]
@@ -138,8 +145,9 @@ def _folder_inputs(folder: Path) -> list[PredictInput]:
 
     inputs = expand(folder)
     if not inputs:
-        raise DataError(f"{folder}: no supported images found (DICOM, NIfTI .nii/.nii.gz, "
-                        "PNG/JPEG)")
+        found = "NIfTI .nii/.nii.gz" if volumes == NIFTI_SUFFIXES else \
+            "/".join(v.lstrip(".") for v in volumes) + " volumes"
+        raise DataError(f"{folder}: no supported images found (DICOM, {found}, PNG/JPEG)")
     return inputs
 
 
@@ -180,10 +188,17 @@ def discover_inputs(paths: Iterable[str | os.PathLike]) -> list[PredictInput]:
 
 
 def check_inputs(inputs: Sequence[PredictInput], dataset: str, modality: str,
-                 checkpoint: Path, *, allow_modality_mismatch: bool = False) -> None:
-    """Kind, modality, name and header checks before anything is read in full or written."""
+                 checkpoint: Path, *, allow_modality_mismatch: bool = False,
+                 channels: Sequence[str] | None = None) -> None:
+    """Kind, modality, name and header checks before anything is read in full or written
+    (``channels``: an nnunet checkpoint's channel names, checked against each case's files)."""
+    from .nnunet_inputs import check_case_kind
+
     for inp in inputs:
-        _check_kind(inp, dataset, modality, checkpoint)
+        if dataset == "nnunet":
+            check_case_kind(inp, list(channels or ()), modality, checkpoint)
+        else:
+            _check_kind(inp, dataset, modality, checkpoint)
         if not allow_modality_mismatch:
             _check_modality(inp, modality, checkpoint)
     seen: dict[str, Path] = {}
@@ -193,7 +208,12 @@ def check_inputs(inputs: Sequence[PredictInput], dataset: str, modality: str,
                             f"{seen[inp.name]}; give inputs distinct names")
         seen[inp.name] = inp.source
     for inp in inputs:
-        _check_header(inp)
+        if inp.fmt == "channels":
+            from .nnunet_inputs import check_case_headers
+
+            check_case_headers(inp, list(channels or ()))
+        else:
+            _check_header(inp)
 
 
 def _check_kind(inp: PredictInput, dataset: str, modality: str, checkpoint: Path) -> None:

@@ -25,7 +25,8 @@ from ..errors import MedsegError
 from . import readers, writers
 from .inference import Prediction, Predictor
 from .inputs import PredictInput, check_inputs, discover_inputs, why
-from .writers import OutputPlan, Wanted
+from .nnunet_inputs import discover_channel_inputs
+from .writers import Naming, OutputPlan, Wanted
 
 
 @dataclass
@@ -41,6 +42,8 @@ class CaseResult:
     overlay: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)  #: every output by role
     seconds: float = 0.0
+    #: per-class checkpoints: predicted voxels/pixels of every foreground label, by name
+    labels: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,11 +78,14 @@ def predict(checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | Predic
     wanted = Wanted(writers.resolve_format(fmt, output), save_probabilities, uncertainty, overlay)
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(
         checkpoint, device=device, tta=tta, mc_samples=mc_samples, seed=seed, batch_size=batch_size)
-    cases = discover_inputs(inputs)
+    if predictor.dataset == "nnunet":  # nnU-Net's input convention: {case}_{XXXX}{ending}
+        cases = discover_channel_inputs(inputs, predictor.channels)
+    else:
+        cases = discover_inputs(inputs)
     check_inputs(cases, predictor.dataset, predictor.modality, predictor.checkpoints[0],
-                 allow_modality_mismatch=allow_modality_mismatch)
+                 allow_modality_mismatch=allow_modality_mismatch, channels=predictor.channels)
     _check_format(cases, wanted.fmt)
-    plans = writers.plan_outputs(cases, output, wanted, predictor.passes)
+    plans = writers.plan_outputs(cases, output, wanted, predictor.passes, naming_of(predictor))
     writers.check_targets(plans, force)
     folder = plans[0].folder
     results = _run_staged(predictor, cases, plans, folder, progress)
@@ -87,12 +93,22 @@ def predict(checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | Predic
                          str(predictor.device), predictor.passes, time.perf_counter() - t0)
 
 
+def naming_of(predictor: Predictor) -> Naming:
+    """How the predictor's outputs are named (nnU-Net's label maps; per-class probabilities)."""
+    return Naming(nnunet=predictor.dataset == "nnunet",
+                  labels=predictor.labels if predictor.per_class else None)
+
+
 def _check_format(cases: Sequence[PredictInput], fmt: str) -> None:
     if fmt == "nifti":
         return
     for inp in cases:
         if inp.fmt not in ("dicom-series", "dicom-file"):
-            what = {"nifti": "a NIfTI file", "frame": "a PNG/JPEG frame"}[inp.fmt]
+            if inp.fmt == "channels":
+                what = "PNG/JPEG frame" if inp.kind == "frame" else f"{inp.ending} volume"
+                what = f"a case of {what} files"
+            else:
+                what = {"nifti": "a NIfTI file", "frame": "a PNG/JPEG frame"}[inp.fmt]
             raise MedsegError(f"{inp.source}: --format {fmt} writes a DICOM SEG, which needs a "
                               f"DICOM input; this is {what}")
 
@@ -136,17 +152,29 @@ def predict_one(predictor: Predictor, inp: PredictInput, plan: OutputPlan,
     """Read, predict and write one input's outputs into ``staging`` (final names)."""
     t0 = time.perf_counter()
     staged = {role: staging / p.name for role, p in plan.paths.items()}
-    if inp.kind == "ct":
+    classes = any(role.startswith("prob:") for role in staged)
+    if predictor.plan is not None:
+        case = readers.read_channel_case(inp, predictor.description(inp.ending or ".nii.gz"))
+        pred = predictor.predict_volume(case.image, None if case.frame else case.geometry,
+                                        str(inp.source), classes=classes)
+        if case.frame:  # (1, H, W) → the frame's (H, W), as BAGLS frames
+            pred = pred.map(lambda a: a[..., 0, :, :])
+        _write_channels(predictor, inp, case, pred, staged)
+    elif inp.kind == "ct":
         case = readers.read_ct(inp)
-        pred = predictor.predict_ct(case.hu, case.geometry, str(inp.source))
+        pred = predictor.predict_ct(case.hu, case.geometry, str(inp.source), classes=classes)
         _write_ct(predictor, inp, case, pred, staged)
     else:
         image = readers.read_frame(inp)
-        pred = predictor.predict_frame(image)
+        pred = predictor.predict_frame(image, classes=classes)
         _write_frame(image, pred, staged)
+    counts = {}
+    if predictor.per_class:
+        found = np.bincount(pred.mask.ravel(), minlength=256)
+        counts = {n: int(found[v]) for n, v in predictor.labels.items() if v}
     return CaseResult(inp.name, inp.source, inp.kind, tuple(int(v) for v in pred.mask.shape),
                       int(np.count_nonzero(pred.mask)), plan.main, plan.paths.get("overlay"),
-                      dict(plan.paths), time.perf_counter() - t0)
+                      dict(plan.paths), time.perf_counter() - t0, counts)
 
 
 def _write_maps(pred: Prediction, staged: dict[str, Path], geometry) -> None:
@@ -154,6 +182,20 @@ def _write_maps(pred: Prediction, staged: dict[str, Path], geometry) -> None:
                         ("variance", pred.variance)):
         if role in staged:
             writers.write_nifti(staged[role], array, geometry, np.float32)
+    for role, path in staged.items():  # per class: prob:<label value> → its class's map
+        if role.startswith("prob:"):
+            assert pred.probabilities is not None
+            writers.write_nifti(path, pred.probabilities[int(role[5:])], geometry, np.float32)
+
+
+def _write_seg(predictor: Predictor, path: Path, mask: np.ndarray, sources: Sequence[Path]) -> None:
+    first = predictor.members[0]
+    algorithm = f"medseg {first.meta['model']['name']} {first.method}"
+    writers.write_dicom_seg(path, mask, sources, dataset=predictor.dataset,
+                            algorithm=algorithm, checkpoints=predictor.checkpoints,
+                            settings=_settings(predictor),
+                            labels=predictor.labels if predictor.per_class else None,
+                            title=predictor.dataset_name)
 
 
 def _write_ct(predictor: Predictor, inp: PredictInput, case: readers.CTCase, pred: Prediction,
@@ -161,15 +203,37 @@ def _write_ct(predictor: Predictor, inp: PredictInput, case: readers.CTCase, pre
     if "mask" in staged:
         writers.write_nifti(staged["mask"], pred.mask, case.geometry, np.uint8)
     if "seg" in staged:
-        first = predictor.members[0]
-        algorithm = f"medseg {first.meta['model']['name']} {first.method}"
-        writers.write_dicom_seg(staged["seg"], pred.mask, case.sources, dataset=predictor.dataset,
-                                algorithm=algorithm, checkpoints=predictor.checkpoints,
-                                settings=_settings(predictor))
+        _write_seg(predictor, staged["seg"], pred.mask, case.sources)
     _write_maps(pred, staged, case.geometry)
-    if "overlay" in staged:
+    if "overlay" in staged and predictor.per_class:
+        writers.write_labels_overlay(staged["overlay"], inp.name, case.hu, pred.mask,
+                                     predictor.preprocessing["window"], predictor.labels,
+                                     tuple(case.geometry.spacing)[:2])
+    elif "overlay" in staged:
         writers.write_ct_overlay(staged["overlay"], inp.name, case.hu, pred.mask,
                                  predictor.preprocessing["window"], tuple(case.geometry.spacing)[:2])
+
+
+def _write_channels(predictor: Predictor, inp: PredictInput, case: readers.ChannelCase,
+                    pred: Prediction, staged: dict[str, Path]) -> None:
+    """An nnunet checkpoint's outputs: the label map as nnU-Net writes it, in the input's
+    geometry (frames: the frame's size), the SEG, the per-class maps, the overlay."""
+    geometry = None if case.frame else case.geometry
+    if "mask" in staged:
+        writers.write_label_map(staged["mask"], pred.mask, geometry)
+    if "seg" in staged:
+        _write_seg(predictor, staged["seg"], pred.mask, case.sources)
+    _write_maps(pred, staged, geometry)
+    if "overlay" in staged:
+        image = case.image[:, 0] if case.frame else case.image[0]
+        if case.frame and image.shape[0] == 3:  # an RGB frame: (H, W, 3) as it is shown
+            image = np.moveaxis(image, 0, -1)
+        elif case.frame:
+            image = image[0]
+        window = writers.display_window(case.image[0], predictor.plan["normalisation"][0])
+        spacing = (1.0, 1.0) if case.frame else tuple(case.geometry.spacing)[:2]
+        writers.write_labels_overlay(staged["overlay"], inp.name, image, pred.mask, window,
+                                     predictor.labels, spacing)
 
 
 def _write_frame(image: np.ndarray, pred: Prediction, staged: dict[str, Path]) -> None:
@@ -190,12 +254,16 @@ def _settings(predictor: Predictor) -> dict[str, str]:
 def format_report(report: PredictReport) -> str:
     """A short table of what was written, for the CLI."""
     width = max([len(c.name) for c in report.cases] + [4])
-    unit = "voxels" if report.dataset == "pancreas" else "pixels"
+    frames = report.dataset == "bagls" or all(c.kind == "frame" for c in report.cases)
+    unit = "pixels" if frames else "voxels"
     lines = [f"{'case':<{width}}  {'size':>14}  {'foreground ' + unit:>18}  files"]
     for c in report.cases:
         size = "×".join(str(v) for v in (c.shape[::-1]))  # x × y (× z), as viewers show it
         files = ", ".join(p.name for p in c.files.values())
         lines.append(f"{c.name:<{width}}  {size:>14}  {c.foreground:>18}  {files}")
+        if c.labels:  # several labels: each one's share of the foreground
+            per = ", ".join(f"{name} {n}" for name, n in c.labels.items())
+            lines.append(f"{'':<{width}}  {'':>14}  {'per label: ' + per}")
     n = len(report.cases)
     extra = f" and {n} overlay(s)" if any(c.overlay for c in report.cases) else ""
     nets = (f"checkpoint {report.checkpoint}" if len(report.checkpoints) == 1

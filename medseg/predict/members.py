@@ -3,7 +3,8 @@
 * :func:`method_checkpoints` — the best checkpoint of every run (repeat, fold) of
   one method in an experiment folder, found through its ``results.csv``;
 * :func:`load_member` — one checkpoint's network (evaluation mode, on the device)
-  and its metadata, refused unless it carries medseg's preprocessing;
+  and its metadata, refused unless it carries medseg's preprocessing (an nnunet
+  dataset's: its plan and labels);
 * :func:`check_members` — an ensemble's members share dataset and preprocessing;
 * :func:`check_mirroring` — test-time mirroring needs a network trained with mirroring;
 * :func:`check_stochastic` — Monte Carlo sampling needs a random regularizer.
@@ -69,25 +70,78 @@ def load_member(checkpoint: Path, device: torch.device) -> Member:
 
     model, meta = build_model_from_checkpoint(checkpoint)
     pre = meta.get("preprocessing") if isinstance(meta, dict) else None
-    if not isinstance(pre, dict) or pre.get("dataset") not in DATASET_MODALITY \
+    if not isinstance(pre, dict) or pre.get("dataset") not in (*DATASET_MODALITY, "nnunet") \
             or "size" not in pre or (pre["dataset"] == "pancreas" and "window" not in pre):
         raise CheckpointError(f"{checkpoint}: incompatible checkpoint (its preprocessing "
                               "metadata lacks dataset/size/window)")
+    if pre["dataset"] == "nnunet":
+        problem = _nnunet_problem(pre, meta)
+        if problem:
+            raise CheckpointError(f"{checkpoint}: damaged medseg metadata ({problem})")
     return Member(checkpoint, model.to(device).eval(), meta)
 
 
-def _describe(pre: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {pre[k]}" for k in sorted(pre))
+def _nnunet_problem(pre: dict[str, Any], meta: dict[str, Any]) -> str | None:
+    """What an nnunet checkpoint's plan and labels lack for predict (None: complete)."""
+    plan = pre.get("plan")
+    if not isinstance(plan, dict):
+        return "an nnunet checkpoint without 'preprocessing.plan'"
+    for key in ("slice_axis", "normalisation", "channels", "size"):
+        if key not in plan:
+            return f"'preprocessing.plan.{key}' is missing"
+    if plan["slice_axis"] not in ("z", "y", "x"):
+        return f"'preprocessing.plan.slice_axis' is {plan['slice_axis']!r}"
+    if len(plan["normalisation"]) != len(plan["channels"]) or len(plan["channels"]) != pre["channels"]:
+        return "the plan's channels, normalisation and the network's input channels differ"
+    labels = pre.get("labels")
+    if not isinstance(labels, dict) or sorted(int(v) for v in labels.values()) != \
+            list(range(int(meta.get("out_channels", 0)))):
+        return f"'preprocessing.labels' {labels!r} do not match the {meta.get('out_channels')} output channels"
+    return None
+
+
+def _describe(pre: dict[str, Any], keys: Sequence[str]) -> str:
+    return ", ".join(f"{k} {_short(pre.get(k))}" for k in keys)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The keys whose values differ (a plan: its own keys, as plan.<key>)."""
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) == b.get(k):
+            continue
+        if k == "plan" and isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            keys += [f"plan.{sub}" for sub in _differing(a[k], b[k])]
+        else:
+            keys.append(k)
+    return keys
+
+
+def _lookup(pre: dict[str, Any], key: str) -> Any:
+    return pre.get("plan", {}).get(key[5:]) if key.startswith("plan.") else pre.get(key)
 
 
 def check_members(members: Sequence[Member]) -> None:
-    """Every member has the first one's dataset, preprocessing and modality."""
+    """Every member has the first one's dataset, preprocessing (an nnunet dataset's plan
+    included: its normalisation, slice axis, labels) and modality."""
     first = members[0]
     for m in members[1:]:
         if m.meta["preprocessing"] != first.meta["preprocessing"] or m.modality != first.modality:
+            a, b = m.meta["preprocessing"], first.meta["preprocessing"]
+            keys = _differing(a, b)
+            if m.modality != first.modality:
+                a, b = {**a, "modality": m.modality}, {**b, "modality": first.modality}
+                keys.append("modality")
+            show_a = {k: _lookup(a, k) for k in keys}
+            show_b = {k: _lookup(b, k) for k in keys}
             raise CheckpointError(
-                f"{m.checkpoint}: preprocessing ({_describe(m.meta['preprocessing'])}) differs from "
-                f"that of {first.checkpoint} ({_describe(first.meta['preprocessing'])}); ensemble "
+                f"{m.checkpoint}: preprocessing ({_describe(show_a, keys)}) differs from "
+                f"that of {first.checkpoint} ({_describe(show_b, keys)}); ensemble "
                 "members must share dataset and preprocessing")
 
 

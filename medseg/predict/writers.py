@@ -17,6 +17,21 @@ NIfTI images of the frame's size (x = column, y = row, spacing 1, origin 0).
 With one input, ``--output`` ending in ``.nii.gz``, ``.nii``, ``.png`` or ``.dcm``
 is the main file itself and the companions sit next to it, named as above with
 ``<name>`` = that file's name without its suffix.
+
+Checkpoints that record their labels (:attr:`~medseg.predict.Predictor.per_class`:
+every nnunet dataset, a built-in one trained with several labels) write per class
+(:class:`Naming`):
+
+=============================  ====================================================
+``<case><ending>``             nnunet: the label map, uint8 label values, named and
+                               typed as nnU-Net writes it (the input's ending:
+                               ``.nii.gz``, ``.nrrd``, ``.mha``; ``.mhd`` → ``.mha``,
+                               ``.nhdr`` → ``.nrrd``; frames ``.png``; DICOM ``.nii.gz``)
+``_mask.nii.gz``               a built-in dataset with several labels: label values
+``_prob_<label>.nii.gz``       one float32 map per class, background included, in
+                               label-value order; they sum to 1 in every voxel
+``_seg.dcm``                   one segment per label (segment number = label value)
+=============================  ====================================================
 """
 
 from __future__ import annotations
@@ -43,6 +58,35 @@ _FILE_LIKE = (".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".nrrd", ".nhdr"
               ".gz", ".zip", ".npy", ".npz", ".json", ".csv", ".txt", ".dicom", ".ima", ".h5",
               ".pt", ".ckpt", ".pkl")
 FORMATS = ("nifti", "dicom-seg", "both")
+#: nnunet checkpoints: --output may also name an NRRD or MHA label map
+NNUNET_FILE_SUFFIXES = {**FILE_SUFFIXES, ".nrrd": "ct", ".mha": "ct"}
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How a checkpoint's outputs are named: ``nnunet`` — label maps ``<case><ending>`` as
+    nnU-Net writes them; ``labels`` (name → value, background included) — one
+    probability map per class (None: the single foreground map of binary checkpoints)."""
+
+    nnunet: bool = False
+    labels: dict[str, int] | None = None
+
+    @property
+    def suffixes(self) -> dict[str, str]:
+        return NNUNET_FILE_SUFFIXES if self.nnunet else FILE_SUFFIXES
+
+    def prob_endings(self) -> dict[str, str]:
+        """Role ``prob:<value>`` → ``_prob_<label>.nii.gz`` for every class, by value; a label
+        name is kept to letters, digits, ``.``, ``-`` and ``_`` (others → ``_``), and names
+        that would then coincide get ``-<value>`` appended."""
+        assert self.labels is not None
+        safe = {v: re.sub(r"[^A-Za-z0-9_.-]+", "_", n).strip("_") or f"label{v}"
+                for n, v in self.labels.items()}
+        counts: dict[str, int] = {}
+        for name in safe.values():
+            counts[name.lower()] = counts.get(name.lower(), 0) + 1
+        return {f"prob:{v}": f"_prob_{name}{'' if counts[name.lower()] == 1 else f'-{v}'}.nii.gz"
+                for v, name in sorted(safe.items())}
 
 
 @dataclass
@@ -67,9 +111,9 @@ class OutputPlan:
         return self.paths.get("mask") or self.paths["seg"]
 
 
-def file_suffix(path: Path) -> str | None:
+def file_suffix(path: Path, suffixes: dict[str, str] = FILE_SUFFIXES) -> str | None:
     name = path.name.lower()
-    return next((s for s in FILE_SUFFIXES if name.endswith(s)), None)
+    return next((s for s in suffixes if name.endswith(s)), None)
 
 
 def resolve_format(fmt: str | None, output: Path) -> str:
@@ -87,14 +131,21 @@ def resolve_format(fmt: str | None, output: Path) -> str:
     return fmt
 
 
-def _roles(inp: PredictInput, wanted: Wanted, passes: int) -> dict[str, str]:
+def _roles(inp: PredictInput, wanted: Wanted, passes: int, naming: Naming) -> dict[str, str]:
     """Role → file-name ending for one input."""
+    from .nnunet_inputs import output_ending
+
     roles: dict[str, str] = {}
     if wanted.fmt in ("nifti", "both"):
-        roles["mask"] = "_mask.nii.gz" if inp.kind == "ct" else "_mask.png"
+        if naming.nnunet:
+            roles["mask"] = output_ending(inp)
+        else:
+            roles["mask"] = "_mask.nii.gz" if inp.kind == "ct" else "_mask.png"
     if wanted.fmt in ("dicom-seg", "both"):
         roles["seg"] = "_seg.dcm"
-    if wanted.probabilities:
+    if wanted.probabilities and naming.labels is not None:
+        roles.update(naming.prob_endings())
+    elif wanted.probabilities:
         roles["prob"] = "_prob.nii.gz"
     if wanted.uncertainty:
         roles["uncertainty"] = "_uncertainty.nii.gz"
@@ -106,7 +157,7 @@ def _roles(inp: PredictInput, wanted: Wanted, passes: int) -> dict[str, str]:
 
 
 def plan_outputs(inputs: Sequence[PredictInput], output: Path, wanted: Wanted,
-                 passes: int) -> list[OutputPlan]:
+                 passes: int, naming: Naming = Naming()) -> list[OutputPlan]:
     """Every input's output paths under ``--output`` (a folder, or with one input a file).
 
     With a DICOM SEG wanted, every DICOM input's files must also carry what a
@@ -115,22 +166,25 @@ def plan_outputs(inputs: Sequence[PredictInput], output: Path, wanted: Wanted,
     """
     if wanted.fmt in ("dicom-seg", "both"):
         check_seg_sources(inputs)
-    suffix = file_suffix(output)
+    suffix = file_suffix(output, naming.suffixes)
     if suffix is None:
         _check_folder(output)
         return [OutputPlan(output, {r: output / f"{i.name}{end}"
-                                    for r, end in _roles(i, wanted, passes).items()})
+                                    for r, end in _roles(i, wanted, passes, naming).items()})
                 for i in inputs]
     if len(inputs) != 1:
         raise MedsegError(f"--output {output}: names a {suffix} file, but {len(inputs)} inputs "
                           "were given; give a folder")
     (inp,) = inputs
-    if FILE_SUFFIXES[suffix] != inp.kind:
+    if suffix != ".dcm" and wanted.fmt == "dicom-seg":
+        raise MedsegError(f"--output {output}: a {suffix} file with --format dicom-seg; name a "
+                          ".dcm file or a folder")
+    if naming.suffixes[suffix] != inp.kind:
         holds = ".nii.gz, .nii or .dcm" if inp.kind == "ct" else ".png"
         raise MedsegError(f"--output {output}: a {suffix} file cannot hold the mask of "
                           f"{inp.source} ({'a CT volume' if inp.kind == 'ct' else 'a frame'}: {holds})")
     stem = output.name[: -len(suffix)]
-    paths = {r: output.parent / f"{stem}{end}" for r, end in _roles(inp, wanted, passes).items()}
+    paths = {r: output.parent / f"{stem}{end}" for r, end in _roles(inp, wanted, passes, naming).items()}
     paths["seg" if suffix == ".dcm" else "mask"] = output
     return [OutputPlan(output.parent, paths)]
 
@@ -164,6 +218,30 @@ def write_nifti(path: Path, array: np.ndarray, geometry: Any | None, dtype: Any)
     if geometry is not None:
         geometry.apply_to(img)
     atomic_write_with(path, lambda tmp: sitk.WriteImage(img, str(tmp), True), suffix=".nii.gz")
+
+
+def write_label_map(path: Path, labels: np.ndarray, geometry: Any | None) -> None:
+    """A uint8 label map (label values), typed by the file's ending as nnU-Net writes it:
+    ``.png`` an 8-bit grayscale frame of the values (not scaled); ``.nii.gz``, ``.nii``,
+    ``.nrrd``, ``.mha`` through SimpleITK in ``geometry`` (compressed where the format
+    allows)."""
+    import SimpleITK as sitk
+
+    from .nnunet_inputs import ending_of
+
+    array = np.ascontiguousarray(labels, dtype=np.uint8)
+    ending = ending_of(path) or path.suffix
+    if ending == ".png":
+        from PIL import Image
+
+        frame = Image.fromarray(array.reshape(array.shape[-2:]), mode="L")
+        atomic_write_with(path, lambda tmp: frame.save(tmp, format="PNG"), suffix=".png")
+        return
+    img = sitk.GetImageFromArray(array)
+    if geometry is not None:
+        geometry.apply_to(img)
+    atomic_write_with(path, lambda tmp: sitk.WriteImage(img, str(tmp), ending != ".nii"),
+                      suffix=ending)
 
 
 def write_frame_mask(path: Path, mask: np.ndarray) -> None:
@@ -233,6 +311,57 @@ def write_ct_overlay(path: Path, name: str, hu: np.ndarray, mask: np.ndarray, wi
         ax.set_axis_off()
     fig.suptitle(f"{name}: predicted mask, window {window[0]:g}…{window[1]:g} HU", fontsize=10)
     fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+
+
+def display_window(channel: np.ndarray, scheme: dict[str, Any]) -> tuple[float, float]:
+    """The intensity range an overlay shows a channel in: a CT channel's plan clip (the
+    foreground 0.5–99.5 percentiles), else the image's own 0.5–99.5 percentiles."""
+    if scheme.get("scheme") == "ct" and len(scheme.get("clip") or ()) == 2:
+        lo, hi = (float(v) for v in scheme["clip"])
+    else:
+        lo, hi = (float(v) for v in np.percentile(np.asarray(channel, dtype=np.float64), [0.5, 99.5]))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def write_labels_overlay(path: Path, name: str, image: np.ndarray, mask: np.ndarray,
+                         window: Sequence[float], labels: dict[str, int],
+                         spacing_xy: Sequence[float] = (1.0, 1.0)) -> None:
+    """Several labels drawn on the image, one colour per label (:data:`PALETTE`, as the
+    SEG's segments), with a legend: a volume (Z, Y, X) as up to 3 axial slices across the
+    labels' extent, a frame ((H, W) or (H, W, 3)) as itself."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    frame = mask.ndim == 2
+    picks = [None] if frame else overlay_slices(mask > 0)
+    fig = Figure(figsize=(3.4 * len(picks) + 1.4, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    aspect = float(spacing_xy[1]) / float(spacing_xy[0])
+    foreground = [(n, v) for n, v in sorted(labels.items(), key=lambda kv: kv[1]) if v]
+    for i, k in enumerate(picks):
+        ax = fig.add_subplot(1, len(picks), i + 1)
+        img, m = (image, mask) if k is None else (image[k], mask[k])
+        if img.ndim == 3:
+            rgb = np.asarray(img, dtype=np.float32)
+            ax.imshow((rgb / max(1.0, float(rgb.max()))).clip(0, 1), aspect=aspect, interpolation="nearest")
+        else:
+            ax.imshow(img, cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect,
+                      interpolation="nearest")
+        rgba = np.zeros((*m.shape, 4), dtype=np.float32)
+        for _, v in foreground:
+            r, g, b = PALETTE[(v - 1) % len(PALETTE)]
+            rgba[m == v] = (r / 255, g / 255, b / 255, 0.45)
+        ax.imshow(rgba, aspect=aspect, interpolation="nearest")
+        where = "" if k is None else f"z={k}  "
+        ax.set_title(f"{where}({int(np.count_nonzero(m))} px)", fontsize=9)
+        ax.set_axis_off()
+    handles = [Patch(color=np.array(PALETTE[(v - 1) % len(PALETTE)]) / 255, label=f"{v} {n}")
+               for n, v in foreground]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(f"{name}: predicted labels", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / (3.4 * len(picks) + 1.4), 1))
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
 
 
@@ -323,7 +452,8 @@ def checkpoint_hash(path: Path) -> str:
 
 
 def write_dicom_seg(path: Path, mask: np.ndarray, sources: Sequence[Path], *, dataset: str,
-                    algorithm: str, checkpoints: Sequence[Path], settings: dict[str, str]) -> None:
+                    algorithm: str, checkpoints: Sequence[Path], settings: dict[str, str],
+                    labels: dict[str, int] | None = None, title: str | None = None) -> None:
     """A binary DICOM Segmentation of ``mask`` (Z, Y, X) referencing the source slices.
 
     ``sources`` are the series' files in the mask's z order; the SEG references
@@ -332,6 +462,12 @@ def write_dicom_seg(path: Path, mask: np.ndarray, sources: Sequence[Path], *, da
     :func:`checkpoint_labels`: file name and content hash, no local path), and
     omits empty frames. An all-empty mask keeps every frame (a SEG needs at least
     one), which highdicom would otherwise announce on the console.
+
+    With ``labels`` (name → value, several labels or an nnunet dataset) ``mask`` holds
+    label values and the SEG one segment per foreground label: segment number = label
+    value, segment label = the label's name, its SNOMED CT property from
+    :func:`segment_property` (a structure medseg knows, else the generic Tissue);
+    ``title`` (the dataset's name) is the series description.
     """
     import highdicom as hd
     import pydicom
@@ -340,31 +476,110 @@ def write_dicom_seg(path: Path, mask: np.ndarray, sources: Sequence[Path], *, da
     from .. import __version__
 
     images = [_with_type2(pydicom.dcmread(str(p), stop_before_pixels=True)) for p in sources]
-    label, prop = SEGMENTED[dataset]
     key = "checkpoint" if len(checkpoints) == 1 else "checkpoints"
     params = {key: " ".join(checkpoint_labels(checkpoints)), **settings}
     algo = hd.AlgorithmIdentificationSequence(
         name=algorithm[:64], family=codes.cid7162.ArtificialIntelligence, version=__version__,
         source="medseg", parameters=params)
-    segment = hd.seg.SegmentDescription(
-        segment_number=1, segment_label=label,
-        segmented_property_category=codes.cid7150.AnatomicalStructure,
-        segmented_property_type=getattr(codes.SCT, prop),
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algo,
-        tracking_uid=hd.UID(), tracking_id=f"medseg {label}")
+    if labels is None:
+        label, prop = SEGMENTED[dataset]
+        segments = [hd.seg.SegmentDescription(
+            segment_number=1, segment_label=label,
+            segmented_property_category=codes.cid7150.AnatomicalStructure,
+            segmented_property_type=getattr(codes.SCT, prop),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algo,
+            tracking_uid=hd.UID(), tracking_id=f"medseg {label}")]
+        pixels = (np.asarray(mask) > 0).astype(np.uint8)
+    else:
+        foreground = [(n, int(v)) for n, v in sorted(labels.items(), key=lambda kv: int(kv[1])) if int(v)]
+        segments = [_segment(hd, name, value, algo) for name, value in foreground]
+        pixels = np.asarray(mask, dtype=np.uint8)
+        label = title or dataset
     with warnings.catch_warnings():  # highdicom's advice on the source's person-name style
         warnings.simplefilter("ignore", UserWarning)
-        seg = _segmentation(hd, images, mask, segment, algorithm, __version__, label)
+        seg = _segmentation(hd, images, pixels, segments, algorithm, __version__, label)
     atomic_write_with(path, lambda tmp: seg.save_as(str(tmp)), suffix=".dcm")
 
 
-def _segmentation(hd: Any, images: list, mask: np.ndarray, segment: Any, algorithm: str,
+def _segmentation(hd: Any, images: list, pixels: np.ndarray, segments: list, algorithm: str,
                   version: str, label: str) -> Any:
     return hd.seg.Segmentation(
-        source_images=images, pixel_array=(np.asarray(mask) > 0).astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
+        source_images=images, pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=segments,
         series_instance_uid=hd.UID(), series_number=int(getattr(images[0], "SeriesNumber", 0) or 0) + 1000,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medseg",
         manufacturer_model_name=algorithm[:64], software_versions=f"medseg {version}",
         device_serial_number="none", series_description=f"medseg {label}"[:64],
-        omit_empty_frames=bool(np.any(mask)))
+        omit_empty_frames=bool(np.any(pixels)))
+
+
+# --------------------------------------------------------------------------- SNOMED CT
+
+#: structures medseg names by SNOMED CT: a label's words (lower case, ``_``/``-`` as spaces,
+#: laterality split off) → keyword of ``pydicom.sr.codedict.codes.SCT``. Category: Anatomical
+#: Structure, or Morphologically Abnormal Structure for the ones in :data:`ABNORMAL`.
+STRUCTURES = {
+    "pancreas": "Pancreas", "liver": "Liver", "spleen": "Spleen", "kidney": "Kidney",
+    "kidneys": "Kidney", "aorta": "Aorta", "stomach": "Stomach", "gallbladder": "Gallbladder",
+    "gall bladder": "Gallbladder", "esophagus": "Esophagus", "oesophagus": "Esophagus",
+    "duodenum": "Duodenum", "inferior vena cava": "InferiorVenaCava", "ivc": "InferiorVenaCava",
+    "vena cava inferior": "InferiorVenaCava", "adrenal gland": "AdrenalGland",
+    "adrenal": "AdrenalGland", "portal vein": "PortalVein", "splenic vein": "SplenicVein",
+    "hepatic vein": "HepaticVein", "urinary bladder": "Bladder", "bladder": "Bladder",
+    "prostate": "Prostate", "heart": "Heart", "lung": "Lung", "lungs": "Lung", "brain": "Brain",
+    "colon": "Colon", "hippocampus": "Hippocampus", "spinal cord": "SpinalCord",
+    "small intestine": "SmallIntestine", "small bowel": "SmallIntestine", "rectum": "Rectum",
+    "trachea": "Trachea", "uterus": "Uterus", "thyroid": "Thyroid", "thyroid gland": "Thyroid",
+    "femur": "Femur", "vertebra": "Vertebra", "rib": "Rib", "bone": "Bone", "muscle": "Muscle",
+    "skin": "Skin", "glottis": "Glottis", "glottal area": "Glottis",
+    "tumour": "Neoplasm", "tumor": "Neoplasm", "neoplasm": "Neoplasm", "lesion": "Lesion",
+    "edema": "Edema", "oedema": "Edema", "necrosis": "Necrosis", "cyst": "Cyst",
+}
+ABNORMAL = {"Neoplasm", "Lesion", "Edema", "Necrosis", "Cyst"}
+#: words that make any label a neoplasm ("pancreatic tumour", "enhancing tumor", "liver cancer")
+_NEOPLASM_WORDS = {"tumour", "tumor", "tumours", "tumors", "neoplasm", "cancer", "carcinoma",
+                   "metastasis", "metastases"}
+_SIDES = {"left": "Left", "l": "Left", "lt": "Left", "right": "Right", "r": "Right", "rt": "Right"}
+
+
+def segment_property(name: str) -> tuple[Any, Any, Any | None]:
+    """(category, type, laterality modifier or None) of a label named ``name``, as
+    ``pydicom.sr.codedict`` codes: a structure of :data:`STRUCTURES` (``kidney_left`` →
+    Kidney with the modifier Left, as DICOM's segmentation templates code laterality),
+    any name with a tumour word → Neoplasm, else the generic Tissue / Tissue (3D Slicer's
+    default for a segment it has no term for); the segment label keeps the name."""
+    from pydicom.sr.codedict import codes
+
+    words = re.sub(r"[\s_\-]+", " ", name.strip().lower()).split()
+    side = None
+    if len(words) > 1 and words[0] in _SIDES and words[0] not in ("l", "r"):
+        side, words = _SIDES[words[0]], words[1:]
+    elif len(words) > 1 and words[-1] in _SIDES:
+        side, words = _SIDES[words[-1]], words[:-1]
+    keyword = STRUCTURES.get(" ".join(words))
+    if keyword is None and _NEOPLASM_WORDS & set(words):
+        keyword = "Neoplasm"
+    if keyword is None:
+        return codes.cid7150.Tissue, codes.SCT.Tissue, None
+    category = (codes.cid7150.MorphologicallyAbnormalStructure if keyword in ABNORMAL
+                else codes.cid7150.AnatomicalStructure)
+    return category, getattr(codes.SCT, keyword), (getattr(codes.SCT, side) if side else None)
+
+
+#: segment colours (RGB), by label value (1 → the first): distinct in viewers
+PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+           (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0))
+
+
+def _segment(hd: Any, name: str, value: int, algo: Any) -> Any:
+    category, prop, side = segment_property(name)
+    segment = hd.seg.SegmentDescription(
+        segment_number=value, segment_label=name[:64], segmented_property_category=category,
+        segmented_property_type=prop, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algo, tracking_uid=hd.UID(), tracking_id=f"medseg {name}"[:64],
+        display_color=hd.color.CIELabColor.from_rgb(*PALETTE[(value - 1) % len(PALETTE)]))
+    if side is not None:
+        segment.SegmentedPropertyTypeModifierCodeSequence = [
+            hd.sr.CodedConcept(side.value, side.scheme_designator, side.meaning)]
+    return segment
