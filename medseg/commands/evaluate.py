@@ -10,7 +10,8 @@ EXAMPLE = """examples:
   medseg evaluate runs/demo/unet_heuristic --split val --checkpoint last
 
 --split test rewrites metrics.json and cases.csv; other splits write
-metrics_<split>.json and cases_<split>.csv (train gives the train/test gap)."""
+metrics_<split>.json and cases_<split>.csv (train gives the train/test gap).
+A dataset with several labels prints the mean over labels, then one line per label."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,4 +40,7 @@ def run(args: argparse.Namespace) -> int:
         s = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint,
                          progress=not args.no_progress)
     print(f"{args.split} " + summary_line(s))
+    for name, part in (s.get("labels") or {}).items():  # several labels: the headline is their mean
+        print(f"  {name}: " + summary_line({"distance_unit": s.get("distance_unit", "mm"),
+                                            "n_cases": s["n_cases"], **part}))
     return 0

@@ -21,7 +21,8 @@ should make the drop smaller. For every trained run:
   is identical (e.g. n = 0 for every draw) are computed once and reused.
 
 Output: ``coadapt.csv`` (:data:`COLUMNS`; ``dice``/``iou`` = mean over the test
-cases) and ``coadapt.png``/``.svg``: mean test DICE against the fraction per
+cases; with several labels each case's value is its mean over the labels, the
+headline of ``metrics.json``, so fraction 0 reproduces its ``dice_mean``) and ``coadapt.png``/``.svg``: mean test DICE against the fraction per
 regularizer, the band = ± std over draws and repeats.
 """
 

@@ -16,7 +16,9 @@ the prediction of the best checkpoint (validation DICE) of its lowest repeat,
 computed with :func:`medseg.data.preprocess.predict_slices` exactly as in
 evaluation, on the native grid. Image = the network input slice (window applied)
 resized to the native grid for display; ground truth and predictions are drawn as
-red overlays.
+red overlays. Several channels: the first is shown (values outside [0, 1], as a
+z-scoring plan leaves them, stretched to the slice's 0.5–99.5 % range); several
+labels: one colour per class (class 1 red, then :data:`LABEL_COLORS`).
 """
 
 from __future__ import annotations
@@ -88,21 +90,35 @@ def _boxes(ax, labels: list[str], values: list[list[float]], highlight: Sequence
 
 
 def boxplot_figure(panels: list[tuple], ylabel: str, title: str, stem: str | Path,
-                   highlight: Sequence[str] = ("heuristic",), failed_note: str | None = None) -> list[Path]:
+                   highlight: Sequence[str] = ("heuristic",), failed_note: str | None = None,
+                   ncols: int | None = None) -> list[Path]:
     """One axis per panel (e.g. per model): a box of the per-repeat values of each method.
 
     A panel is ``(name, labels, values)`` or ``(name, labels, values, failed)`` with
     ``failed[i][j]`` true for a repeat that holds a run that did not converge: drawn
-    as a red cross, explained by ``failed_note`` under the plot.
+    as a red cross, explained by ``failed_note`` under the plot. ``ncols``: at most that
+    many panels per row (e.g. one panel per label of a multi-organ set); None: one row.
     """
     n = len(panels)
-    width = max(4.0, sum(0.55 * len(p[1]) + 1.2 for p in panels))
-    fig = new_figure(width, 4.0)
-    axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
+    if ncols is None or n <= ncols:
+        width = max(4.0, sum(0.55 * len(p[1]) + 1.2 for p in panels))
+        fig = new_figure(width, 4.0)
+        axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
+        first_column = [axes[0]]
+    else:
+        nrows = -(-n // ncols)
+        width = max(4.0, ncols * (0.55 * max(len(p[1]) for p in panels) + 1.2))
+        fig = new_figure(width, 3.4 * nrows)
+        grid = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+        axes = list(grid.flat)
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        first_column = list(grid[:, 0])
     for ax, (name, labels, values, *rest) in zip(axes, panels):
         _boxes(ax, labels, values, highlight, rest[0] if rest else None)
         ax.set_title(name, fontsize=10)
-    axes[0].set_ylabel(ylabel)
+    for ax in first_column:
+        ax.set_ylabel(ylabel)
     fig.suptitle(title, fontsize=11)
     if failed_note:
         fig.supxlabel(failed_note, fontsize=8, color=_FAILED_COLOR)
@@ -157,7 +173,7 @@ def select_slices(case_items, n: int) -> list[dict[str, Any]]:
     picks = []
     for item in case_items:
         label = np.asarray(item["native_label"])
-        areas = label.reshape(label.shape[0], -1).sum(axis=1)
+        areas = (label > 0).reshape(label.shape[0], -1).sum(axis=1)  # foreground pixels, any label
         idx = int(np.argmax(areas))  # first maximum: lowest index on ties
         picks.append({"case_id": item["case_id"], "index": idx, "area": int(areas[idx]),
                       "image": item["image"][idx], "label": label[idx]})
@@ -173,7 +189,25 @@ def _display_image(image, native_hw) -> np.ndarray:
     if tuple(x.shape[-2:]) != tuple(native_hw):
         x = F.interpolate(x, size=tuple(int(v) for v in native_hw), mode="bilinear", align_corners=False)
     x = x[0]
-    return (x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)).clamp(0, 1).numpy()
+    if x.shape[0] != 3:  # one channel, or several (CT phases, MR sequences): the first
+        x = x[0]
+        if float(x.min()) < -1e-3 or float(x.max()) > 1.001:  # z-scored by a plan: its 0.5-99.5 % range
+            lo, hi = (float(v) for v in torch.quantile(x.flatten(), torch.tensor([0.005, 0.995])))
+            x = (x - lo) / (hi - lo) if hi > lo else x - lo
+        return x.clamp(0, 1).numpy()
+    return x.permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+#: overlay colour of class 1, 2, … (class 1 red as in the binary figures; cycled beyond)
+LABEL_COLORS = ((1.0, 0.1, 0.1), (0.1, 0.45, 1.0), (0.1, 0.8, 0.2), (1.0, 0.85, 0.0), (0.8, 0.2, 0.9),
+                (0.0, 0.85, 0.85), (1.0, 0.5, 0.0), (0.6, 0.4, 0.2))
+
+#: their names, for the report's text
+LABEL_COLOR_NAMES = ("red", "blue", "green", "yellow", "purple", "cyan", "orange", "brown")
+
+
+def label_color(value: int) -> tuple[float, float, float]:
+    return LABEL_COLORS[(int(value) - 1) % len(LABEL_COLORS)]
 
 
 def _overlay(ax, img: np.ndarray, mask: np.ndarray | None) -> None:
@@ -181,6 +215,8 @@ def _overlay(ax, img: np.ndarray, mask: np.ndarray | None) -> None:
     if mask is not None:
         rgba = np.zeros((*mask.shape, 4), dtype=np.float32)
         rgba[mask > 0] = (1.0, 0.1, 0.1, 0.45)
+        for value in np.unique(mask[mask > 1]):  # several labels: one colour per class
+            rgba[mask == value] = (*label_color(value), 0.45)
         ax.imshow(rgba, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])

@@ -11,6 +11,17 @@ out by an empty-case convention such as ``eval.empty_score: null``),
 its ``logs/metrics.csv``; repeated on each of its rows). A file written before
 ``hd95``/``nsd``/``best_val_dice`` existed reads them as ``nan``.
 
+Several labels (an nnU-Net dataset with more than one foreground label): the column
+``label`` follows ``case_id``. Each test case has its *headline* row, ``label`` empty,
+with the mean over the labels (the run's ``cases.csv`` headline columns), followed by
+one row per label (``label`` = the label's name from ``dataset.json``) with that
+label's dice/iou/hd95/nsd (``cases.csv``'s ``<metric>_<label>`` columns). The column is
+written only when some row has a label: a binary experiment's file (one foreground,
+every row a headline row) is exactly the file without the column, and a file without
+it reads as ``label`` "" on every row. Whoever aggregates per run or per case takes
+the headline rows (:func:`headline`); the report adds per-label sections from the
+others (:func:`labels_of`).
+
 How a run's rows get in, safely (:func:`append_run`):
 
 1. take an exclusive ``fcntl`` lock on ``results.csv.lock`` (so several workers —
@@ -39,8 +50,13 @@ from ..io import atomic_write_text, csv_text
 
 COLUMNS = ["dataset", "model", "regularizer", "params", "repeat", "fold", "seed", "case_id", "dice", "iou",
            "hd95", "nsd", "best_val_dice", "run_dir"]
+#: the column of the label a row scores ("" = the headline: the mean over labels, or the
+#: single foreground of a binary dataset); only in files that have labelled rows
+LABEL = "label"
+#: the columns of a file with labelled rows: :data:`COLUMNS` with ``label`` after ``case_id``
+LABELLED_COLUMNS = [*COLUMNS[:COLUMNS.index("case_id") + 1], LABEL, *COLUMNS[COLUMNS.index("case_id") + 1:]]
 #: columns a results file may lack (written before they existed) → the value they then mean
-OPTIONAL = {"fold": "0", "hd95": "nan", "nsd": "nan", "best_val_dice": "nan"}
+OPTIONAL = {"fold": "0", "hd95": "nan", "nsd": "nan", "best_val_dice": "nan", LABEL: ""}
 #: the float columns
 SCORES = ("dice", "iou", "hd95", "nsd", "best_val_dice")
 FILENAME = "results.csv"
@@ -75,7 +91,7 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
         return []
     text = p.read_text()
     reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or [c for c in COLUMNS if c not in OPTIONAL or c in reader.fieldnames] != \
+    if reader.fieldnames is None or [c for c in LABELLED_COLUMNS if c not in OPTIONAL or c in reader.fieldnames] != \
             reader.fieldnames:
         raise DataError(f"{p}: not a medseg results file (header {reader.fieldnames}, "
                         f"expected {','.join(COLUMNS)})")
@@ -96,8 +112,22 @@ def finished_runs(path: str | os.PathLike) -> set[str]:
 
 
 
+def headline(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The headline rows (``label`` ""): one per case and run, the mean over labels."""
+    return [r for r in rows if not r.get(LABEL)]
+
+
+def labels_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The labels of the labelled rows, in order of first appearance ([] for a binary file)."""
+    return list(dict.fromkeys(r[LABEL] for r in rows if r.get(LABEL)))
+
+
 def _text(rows: Iterable[Mapping[str, Any]]) -> str:
-    return csv_text(COLUMNS, rows)
+    """CSV text; the ``label`` column only when some row has a label (binary files unchanged)."""
+    rows = list(rows)
+    if not labels_of(rows):
+        return csv_text(COLUMNS, rows)
+    return csv_text(LABELLED_COLUMNS, ({**r, LABEL: r.get(LABEL) or ""} for r in rows))
 
 
 def append_run(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> None:
@@ -126,14 +156,31 @@ def prune(path: str | os.PathLike, keep: Callable[[Mapping[str, Any]], bool]) ->
         return len(rows) - len(kept)
 
 
+CASE_METRICS = ("dice", "iou", "hd95", "nsd")
+
+
+def case_labels(columns: Iterable[str]) -> list[str]:
+    """The labels of a ``cases.csv`` header: ``<label>`` of every ``dice_<label>`` column, in order."""
+    return [c[len("dice_"):] for c in columns if c.startswith("dice_") and len(c) > len("dice_")]
+
+
 def read_cases_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """A run's ``cases.csv`` (written by :func:`medseg.training.run.evaluate_run`)."""
+    """A run's ``cases.csv`` (written by :func:`medseg.training.run.evaluate_run`): per case
+    ``case_id`` and the headline scores; with several labels also ``labels``: label name →
+    its scores (from the ``<metric>_<label>`` columns; a missing one reads as NaN)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: the run has no test results (cases.csv missing)")
     with open(p, newline="") as fh:
-        return [{"case_id": r["case_id"], **{c: _num(r.get(c, "nan")) for c in ("dice", "iou", "hd95", "nsd")}}
-                for r in csv.DictReader(fh)]
+        reader = csv.DictReader(fh)
+        names = case_labels(reader.fieldnames or [])
+        out = []
+        for r in reader:
+            case = {"case_id": r["case_id"], **{c: _num(r.get(c, "nan")) for c in CASE_METRICS}}
+            if names:
+                case["labels"] = {n: {c: _num(r.get(f"{c}_{n}", "nan")) for c in CASE_METRICS} for n in names}
+            out.append(case)
+        return out
 
 
 def best_val_dice(run_dir: str | os.PathLike) -> float:

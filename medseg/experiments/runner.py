@@ -14,7 +14,9 @@ Experiment folder ``DIR/``:
                       :mod:`medseg.training.run`); ``…/repeat<r>/fold<f>/`` with
                       ``grid.folds`` > 1 (cross-validation over scans; the folds are
                       stored in ``split.json``)
-``results.csv``       per-case rows of the finished runs (:mod:`.results`)
+``results.csv``       per-case rows of the finished runs (:mod:`.results`; with several
+                      labels a headline row per case — the mean over labels — and one
+                      row per case and label)
 
 Resume rule: a run is done exactly when its rows are in ``results.csv``. Every other
 run of the plan is (re)trained from scratch — its folder replaced, as
@@ -296,12 +298,22 @@ def make_job(spec: RunSpec, out_dir: Path, split_path: Path, progress: bool = Fa
 
 
 def result_rows(spec: RunSpec, cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{"dataset": spec.dataset, "model": spec.model, "regularizer": spec.regularizer,
-             "params": spec.params_json, "repeat": spec.repeat, "fold": spec.fold, "seed": spec.seed,
-             "case_id": c["case_id"], "dice": c["dice"], "iou": c["iou"],
-             "hd95": c.get("hd95", float("nan")), "nsd": c.get("nsd", float("nan")),
-             "best_val_dice": c.get("best_val_dice", float("nan")), "run_dir": spec.rel_dir}
-            for c in cases]
+    """The ``results.csv`` rows of one run: per case its headline row (``label`` "") and,
+    with several labels (``c["labels"]``, see :func:`.results.read_cases_csv`), one row per label."""
+    nan = float("nan")
+
+    def row(c: Mapping[str, Any], label: str, scores: Mapping[str, Any]) -> dict[str, Any]:
+        return {"dataset": spec.dataset, "model": spec.model, "regularizer": spec.regularizer,
+                "params": spec.params_json, "repeat": spec.repeat, "fold": spec.fold, "seed": spec.seed,
+                "case_id": c["case_id"], results_mod.LABEL: label, "dice": scores["dice"], "iou": scores["iou"],
+                "hd95": scores.get("hd95", nan), "nsd": scores.get("nsd", nan),
+                "best_val_dice": c.get("best_val_dice", nan), "run_dir": spec.rel_dir}
+
+    out = []
+    for c in cases:
+        out.append(row(c, "", c))
+        out += [row(c, name, scores) for name, scores in (c.get("labels") or {}).items()]
+    return out
 
 
 def run_experiment(resolved: Mapping[str, Any], out_dir: str | Path, *,

@@ -23,6 +23,18 @@ run that did not converge), ``k_ablation_*.png|svg`` when a regularizer's ``k`` 
 swept (Fig. 3), ``coadapt_<dataset>.png|svg`` when ``DIR/coadapt/coadapt.csv`` exists
 (Fig. 4), and ``qualitative_<dataset>_<model>.png|svg`` (Fig. 2, rule in :mod:`..figures`).
 
+Several labels (an nnU-Net dataset with more than one foreground label; ``results.csv``
+has a headline row per case — ``label`` "", the mean over the labels — and one row per
+case and label): every table, figure, test and CSV file above is of the headline, so it
+reads as for a binary dataset; each such dataset's section then ends with *Per label*:
+one table per label (model × method: mean ± std over repeats and the paired Δ against
+``none`` with its 95 % bootstrap CI, per metric) and one box plot per metric with a
+panel per label, ``boxplot_<dataset>_labels_<metric>.png|svg``; ``summary_<dataset>.md``
+ends with the same tables, and ``labels_summary.csv``, ``labels_repeats.csv`` and
+``labels_comparisons.csv`` hold the per-label numbers (the headline files' columns
+after a ``label`` column). A binary experiment writes none of these: its report is
+unchanged.
+
 ``report.failed_below`` (default 0.1) comes from the experiment's ``report:`` mapping
 in ``DIR/experiment.yaml``; ``write_report(failed_below=…)`` (``medseg report
 --failed-below``) overrides it.
@@ -40,7 +52,8 @@ from . import markdown, plots
 from .statistics import (BASELINE, DEFAULT_FAILED_BELOW, HEURISTIC, METRICS, Analysis, Comparison,
                          analyse, bootstrap_ci, k_ablations, mean_std, min_p, paired_wilcoxon, per_repeat,
                          per_run, summarize)
-from .tables import (COMPARISON_COLUMNS, REPEAT_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, comparisons_csv,
+from .tables import (COMPARISON_COLUMNS, LABEL_REPEAT_COLUMNS, LABEL_SUMMARY_COLUMNS, REPEAT_COLUMNS,
+                     RUN_COLUMNS, SUMMARY_COLUMNS, comparisons_csv, label_comparisons_csv, label_markdown,
                      metric_name, summary_markdown, table_csv)
 
 __all__ = ["write_report", "analyse", "Analysis", "Comparison", "bootstrap_ci", "min_p", "paired_wilcoxon",
@@ -87,7 +100,19 @@ def write_tables(out: Path, a: Analysis) -> None:
         (out / f"summary_{dataset}.csv").write_text(table_csv(SUMMARY_COLUMNS, mine))
         failed = any(c["failed_runs"] for c in mine)
         tables = [f"### {metric_name(m, dataset)}\n\n{summary_markdown(a.cells, dataset, m, failed)}\n" for m in METRICS]
+        labels = a.labels_of(dataset)
+        if labels:  # several labels: the headline is the mean over labels, then each label
+            tables.insert(0, "Headline: per case the mean over the labels.\n")
+            tables += ["## Per label\n"] + [f"### {name}\n\n{label_markdown(a.labels[name].cells, dataset)}\n"
+                                            for name in labels]
         (out / f"summary_{dataset}.md").write_text(f"# {dataset}: summary over repeats\n\n" + "\n".join(tables))
+    if a.labels:
+        (out / "labels_summary.csv").write_text(table_csv(
+            LABEL_SUMMARY_COLUMNS, ({"label": n, **c} for n, la in a.labels.items() for c in la.cells)))
+        (out / "labels_repeats.csv").write_text(table_csv(
+            LABEL_REPEAT_COLUMNS, ({"label": n, **r} for n, la in a.labels.items() for r in la.repeats)))
+        (out / "labels_comparisons.csv").write_text(label_comparisons_csv(
+            {n: la.comparisons for n, la in a.labels.items()}))
 
 
 def _document(exp_dir: Path, out: Path, a: Analysis, experiment: Any, qualitative: bool, n_slices: int,
@@ -98,6 +123,7 @@ def _document(exp_dir: Path, out: Path, a: Analysis, experiment: Any, qualitativ
     for dataset in a.datasets:
         lines += markdown.dataset_section(a, dataset, plots.boxplots(out, a, dataset))
         lines += markdown.comparisons_section(a, dataset)
+        lines += markdown.labels_section(a, dataset, plots.label_boxplots(out, a, dataset))
         for ab in (ab for ab in k_ablations(a.repeats) if ab["dataset"] == dataset):
             lines += markdown.k_ablation_section(ab, plots.k_ablation(out, ab))
         if qualitative:

@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..grid import method_label
 from .statistics import (BOOTSTRAP_SEED, HEURISTIC, METRICS, N_RESAMPLES, Analysis, mean_std, min_p)
-from .tables import (cell_text, comparison_markdown, failed_markdown, fmt, fmt_p, md_table, metric_name,
-                     sentence, summary_markdown)
+from .tables import (cell_text, comparison_markdown, failed_markdown, fmt, fmt_p, label_markdown, md_table,
+                     metric_name, sentence, summary_markdown)
 
 #: an optional section: (experiment folder, report folder) → Markdown lines
 Section = Callable[[Path, Path], list[str]]
@@ -124,7 +124,18 @@ def methods(a: Analysis) -> list[str]:
         "of a difference.", "",
         f"**Runs that did not converge.** A run whose best validation DICE (the model-selection score) "
         f"stays below {a.failed_below:g} (`report.failed_below`) is listed below and marked × in the box "
-        "plots; it is kept in every mean, and the means without such runs are given beside them.", ""]
+        "plots; it is kept in every mean, and the means without such runs are given beside them.", ""] \
+        + (_labels_method(a) if a.labels else [])
+
+
+def _labels_method(a: Analysis) -> list[str]:
+    return ["**Several labels.** For a dataset with several foreground labels each case is scored per "
+            "label (that label's voxels against the rest) and its headline value is the mean over the "
+            "labels (a label left out by an empty-case convention does not count). The summary tables, "
+            "box plots, paired differences and tests of a dataset are of that headline; the section "
+            "*Per label* repeats the per-repeat means, mean ± std over repeats and the paired "
+            "differences against `none` with their bootstrap CIs for each label alone "
+            f"({', '.join(a.labels)}; files `labels_*.csv`).", ""]
 
 
 # --------------------------------------------------------------------------- results
@@ -160,6 +171,11 @@ def dataset_section(a: Analysis, dataset: str, stems: Mapping[str, str]) -> list
     mine = [c for c in a.cells if c["dataset"] == dataset]
     any_failed = any(c["failed_runs"] for c in mine)
     lines = [f"## {dataset}", ""]
+    labels = a.labels_of(dataset)
+    if labels:
+        lines += [f"{len(labels)} labels ({', '.join(labels)}): the tables, box plots and paired differences "
+                  "of this section are of the per-case **mean over the labels**; each label on its own "
+                  f"follows under *Per label ({dataset})*.", ""]
     for metric in METRICS:
         name = metric_name(metric, dataset)
         lines += [f"### {name} (mean ± std over repeats)", "",
@@ -179,6 +195,23 @@ def comparisons_section(a: Analysis, dataset: str) -> list[str]:
     return lines + [f"- {sentence(c)}" for c in comps] + [""]
 
 
+def labels_section(a: Analysis, dataset: str, stems: Mapping[str, str]) -> list[str]:
+    """Several labels: per label a table (mean ± std over repeats, Δ vs ``none`` with its CI per
+    metric), then one box plot per metric with a panel per label. [] for a binary dataset."""
+    labels = a.labels_of(dataset)
+    if not labels:
+        return []
+    lines = [f"### Per label ({dataset})", "",
+             "Each label scored alone: per repeat the mean over the test cases, mean ± std over the "
+             "repeats, and the mean paired difference against `none` over case pairs with its 95 % "
+             "bootstrap CI (as above; Wilcoxon p per label in `labels_comparisons.csv`).", ""]
+    for name in labels:
+        lines += [f"#### {name}", "", label_markdown(a.labels[name].cells, dataset), ""]
+    for metric, stem in stems.items():
+        lines += [f"![{dataset} {metric_name(metric, dataset)} per label]({stem}.png)", ""]
+    return lines
+
+
 def k_ablation_section(ab: Mapping[str, Any], stem: str) -> list[str]:
     table = [[str(k), str(n), cell_text(*mean_std(d)), cell_text(*mean_std(i))]
              for k, n, d, i in zip(ab["ks"], ab["n"], ab["dice"], ab["iou"])]
@@ -195,10 +228,16 @@ def qualitative_section(drawn: Sequence[Mapping[str, Any]], n_slices: int) -> li
             lines += [title, "", f"Not drawn: the checkpoint of {', '.join(info['missing'])} is missing.", ""]
             continue
         shown = ", ".join(f"{p['case_id']} slice {p['index']} ({p['area']} px)" for p in info["picks"])
+        overlay = "red overlay"
+        if info.get("labels"):  # several labels: the colour of each (figures.LABEL_COLORS)
+            from ..figures import LABEL_COLOR_NAMES
+
+            overlay = "overlays " + ", ".join(f"{name} {LABEL_COLOR_NAMES[i % len(LABEL_COLOR_NAMES)]}"
+                                               for i, name in enumerate(info["labels"]))
         lines += [title, "",
                   "Slice rule: for every test case the slice with the largest ground-truth area "
                   f"(ties: lowest index); the {n_slices} largest of those, one per case. Each method "
-                  "is its lowest repeat's best checkpoint; predictions on the native grid, red overlay. "
+                  f"is its lowest repeat's best checkpoint; predictions on the native grid, {overlay}. "
                   f"Shown: {shown}.", "", f"![qualitative]({info['stem']}.png)", ""]
     return lines
 

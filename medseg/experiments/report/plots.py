@@ -39,6 +39,43 @@ def boxplots(out: Path, a: Analysis, dataset: str) -> dict[str, str]:
     return stems
 
 
+#: at most this many label panels per row of a per-label box plot
+LABEL_PANELS_PER_ROW = 4
+
+
+def label_boxplots(out: Path, a: Analysis, dataset: str) -> dict[str, str]:
+    """Several labels: one figure per metric with a panel per label (per label and model when
+    the grid has several models), each a box of the per-repeat values of every method (the
+    repeat's mean over test cases of that label alone); metric → file stem
+    ``boxplot_<dataset>_labels_<metric>``. {} for a binary dataset."""
+    labels = a.labels_of(dataset)
+    if not labels:
+        return {}
+    cells = {name: [c for c in a.labels[name].cells if c["dataset"] == dataset] for name in labels}
+    models = sorted({c["model"] for cs in cells.values() for c in cs})
+    failed = any(c["failed_runs"] for cs in cells.values() for c in cs)
+    note = (f"× = a repeat with a run that did not converge (best validation DICE < {a.failed_below:g})"
+            if failed else None)
+    stems = {}
+    for metric in METRICS:
+        panels = []
+        for name in labels:
+            la = a.labels[name]
+            for model in models:
+                mine = [c for c in cells[name] if c["model"] == model]
+                reps = [[r for r in la.repeats if r["dataset"] == dataset and r["model"] == model
+                         and r["method"] == c["method"]] for c in mine]
+                panels.append((name if len(models) == 1 else f"{name} — {model}", [c["method"] for c in mine],
+                               [[r[metric] for r in rs] for rs in reps], [[r["failed"] > 0 for r in rs] for rs in reps]))
+        stem = f"boxplot_{dataset}_labels_{metric}"
+        mname = metric_name(metric, dataset)
+        figures.boxplot_figure(panels, f"test {mname} (mean over cases, per repeat)",
+                               f"{dataset}: {mname} per label", out / stem, failed_note=note,
+                               ncols=LABEL_PANELS_PER_ROW)
+        stems[metric] = stem
+    return stems
+
+
 def k_ablation(out: Path, ab: dict[str, Any]) -> str:
     stem = f"k_ablation_{ab['dataset']}_{ab['model']}_{ab['regularizer']}"
     figures.k_ablation_figure(ab["ks"], ab["dice"], ab["iou"],
@@ -58,7 +95,8 @@ def qualitative(exp_dir: Path, out: Path, a: Analysis, dataset: str, n_slices: i
             if r["model"] == model and r["fold"] == fold:
                 runs.setdefault(r["method"], r["run_dir"])  # runs are sorted by repeat
         missing = [m for m, rel in runs.items() if not (exp_dir / rel / "checkpoints" / "best.ckpt").is_file()]
-        info: dict[str, Any] = {"model": model, "missing": missing, "stem": None, "picks": []}
+        info: dict[str, Any] = {"model": model, "missing": missing, "stem": None, "picks": [],
+                                "labels": a.labels_of(dataset)}
         if not missing:
             info["stem"] = f"qualitative_{dataset}_{model}"
             _, info["picks"] = figures.render_qualitative(exp_dir, runs, f"{dataset}, {model}: test slices",

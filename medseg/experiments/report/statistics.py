@@ -19,6 +19,11 @@
   signed-rank test over the per-case means (each case's mean over the repeats, so
   n = test cases) and over the per-repeat means (n = repeats).
 
+Several labels: every number above is computed on the *headline* rows of
+``results.csv`` (``label`` "": per case the mean over the labels), and the same
+analysis is repeated on each label's rows alone (:attr:`Analysis.labels`; the runs
+that did not converge are the same, judged by the run's best validation DICE).
+
 Wilcoxon: ``scipy.stats.wilcoxon``, two-sided, zero differences dropped,
 ``method="auto"`` (the exact null distribution for small n). With n pairs the
 smallest attainable two-sided p is 2/2^n (:func:`min_p`; 0.0625 for n = 5).
@@ -29,14 +34,14 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from ...errors import MedsegError
 from ..grid import method_label
-from ..results import FILENAME
+from ..results import FILENAME, LABEL, headline, labels_of
 
 BASELINE = "none"
 HEURISTIC = "heuristic"
@@ -356,15 +361,34 @@ class Analysis:
     repeats: list[dict[str, Any]]
     cells: list[dict[str, Any]]
     comparisons: list[Comparison]
+    #: several labels: label name → the same analysis on that label's rows alone
+    labels: dict[str, "Analysis"] = field(default_factory=dict)
 
     @property
     def datasets(self) -> list[str]:
         return sorted({r["dataset"] for r in self.repeats})
 
+    def labels_of(self, dataset: str) -> list[str]:
+        """The labels analysed for ``dataset`` ([] for a binary dataset)."""
+        return [name for name, la in self.labels.items() if dataset in la.datasets]
+
 
 def analyse(rows: list[Mapping[str, Any]], failed_below: float = DEFAULT_FAILED_BELOW,
             best_val: Callable[[str], float] | None = None) -> Analysis:
-    """Runs, failed runs, repeats, cells (with deltas and means without failed runs), comparisons."""
+    """Runs, failed runs, repeats, cells (with deltas and means without failed runs), comparisons;
+    of the headline rows, and with several labels the same per label (:attr:`Analysis.labels`)."""
+    labelled = [r for r in rows if r.get(LABEL)]
+    rows = headline(rows)
+    if not rows and labelled:
+        raise MedsegError(f"{FILENAME}: labelled rows without their headline rows (label \"\")")
+    a = _analyse(rows, failed_below, best_val)
+    a.labels = {name: _analyse([r for r in labelled if r[LABEL] == name], failed_below, best_val)
+                for name in labels_of(labelled)}
+    return a
+
+
+def _analyse(rows: list[Mapping[str, Any]], failed_below: float,
+             best_val: Callable[[str], float] | None) -> Analysis:
     runs = per_run(rows, best_val)
     failed = failed_runs(runs, failed_below)
     bad = {r["run_dir"] for r in failed}

@@ -81,6 +81,32 @@ def summary_markdown(cells: list[Mapping[str, Any]], dataset: str, metric: str,
     return md_table(header, rows)
 
 
+def delta_text(delta: float, low: float, high: float) -> str:
+    """A paired difference with its CI: ``+0.0123 (-0.0100 to +0.0300)``; ``—`` when not compared."""
+    if math.isnan(delta):
+        return "—"
+    ci = "CI n/a" if math.isnan(low) else f"{fmt_signed(low)} to {fmt_signed(high)}"
+    return f"{fmt_signed(delta)} ({ci})"
+
+
+def label_markdown(cells: list[Mapping[str, Any]], dataset: str) -> str:
+    """One label's table: rows = model × method; per metric the mean ± std over repeats and the
+    paired difference against ``none`` with its 95 % bootstrap CI (over case pairs)."""
+    mine = [c for c in cells if c["dataset"] == dataset]
+    header = ["model", "method", "repeats"]
+    for m in METRICS:
+        name = metric_name(m, dataset)
+        header += [f"{name} mean ± std", f"Δ {name} vs none (95 % CI)"]
+    rows = []
+    for c in sorted(mine, key=lambda c: c["model"]):  # stable: methods stay in their order
+        row = [c["model"], c["method"], str(c["n_repeats"])]
+        for m in METRICS:
+            row += [cell_text(c[f"{m}_mean"], c[f"{m}_std"]),
+                    delta_text(c[f"{m}_delta"], c[f"{m}_delta_ci_low"], c[f"{m}_delta_ci_high"])]
+        rows.append(row)
+    return md_table(header, rows)
+
+
 # --------------------------------------------------------------------------- comparisons
 
 
@@ -150,6 +176,10 @@ RUN_COLUMNS = ["dataset", "model", "method", "regularizer", "params", "repeat", 
 COMPARISON_COLUMNS = ["dataset", "model", "method", "reference", "metric", "lower_is_better", "n_pairs",
                       "delta", "ci_low", "ci_high", "n_resamples", "bootstrap_seed", "n_cases", "p_cases",
                       "min_p_cases", "n_repeats", "p_repeats", "min_p_repeats", "sentence"]
+#: the per-label CSV files (labels_summary.csv, …): the label, then the headline file's columns
+LABEL_SUMMARY_COLUMNS = ["label", *SUMMARY_COLUMNS]
+LABEL_REPEAT_COLUMNS = ["label", *REPEAT_COLUMNS]
+LABEL_COMPARISON_COLUMNS = ["label", *COMPARISON_COLUMNS]
 
 
 def table_csv(columns: Sequence[str], records: Iterable[Mapping[str, Any]]) -> str:
@@ -159,3 +189,8 @@ def table_csv(columns: Sequence[str], records: Iterable[Mapping[str, Any]]) -> s
 
 def comparisons_csv(comps: Iterable[Comparison]) -> str:
     return table_csv(COMPARISON_COLUMNS, ({**c.as_row(), "sentence": sentence(c)} for c in comps))
+
+
+def label_comparisons_csv(by_label: Mapping[str, Iterable[Comparison]]) -> str:
+    return table_csv(LABEL_COMPARISON_COLUMNS, ({"label": label, **c.as_row(), "sentence": sentence(c)}
+                                                for label, comps in by_label.items() for c in comps))
