@@ -579,7 +579,7 @@ def _segment(hd: Any, name: str, value: int, algo: Any) -> Any:
         segmented_property_type=prop, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algo, tracking_uid=hd.UID(), tracking_id=f"medseg {name}"[:64],
         display_color=hd.color.CIELabColor.from_rgb(*PALETTE[(value - 1) % len(PALETTE)]))
-    if side is not None:
-        segment.SegmentedPropertyTypeModifierCodeSequence = [
+    if side is not None:  # PS3.3 C.8.20.2: inside the property type's item
+        segment.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
             hd.sr.CodedConcept(side.value, side.scheme_designator, side.meaning)]
     return segment
