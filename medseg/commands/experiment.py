@@ -20,7 +20,8 @@ Every key of the experiment config (grid.models, grid.regularizers, grid.sweep.<
 grid.repeats, grid.seeds, base) and of the train config (data.*, model.*, train.*, …)
 can be overridden as key=value. Runs live in DIR/runs/<dataset>/<model>/<method>/repeat<r>/
 (…/repeat<r>/fold<f>/ with grid.folds > 1: cross-validation over scans, Pancreas-CT);
-finished runs append their per-case test scores to DIR/results.csv. Running the same
+finished runs append their per-case test scores to DIR/results.csv (several labels: a
+row per case with the mean over labels, then one per case and label). Running the same
 command again skips finished runs and redoes only unfinished ones; more repeats, folds
 (grid.run_folds), methods or sweep values grow the folder without --force."""
 

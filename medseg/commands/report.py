@@ -23,7 +23,10 @@ k_ablation_*.png|svg when k was swept, coadapt_<dataset>.png|svg when
 DIR/coadapt/coadapt.csv exists (medseg coadapt DIR), and qualitative_<dataset>_<model>.png|svg.
 Every number is recomputed from DIR/results.csv. A run whose best validation DICE is below
 --failed-below (default: the experiment's report.failed_below, else 0.1) is listed as not
-converged and marked in the box plots; it stays in every mean."""
+converged and marked in the box plots; it stays in every mean.
+A dataset with several labels (results.csv's label column): all of the above is of the
+mean over labels; its section adds a table per label (mean ± std, Δ vs none with CI),
+boxplot_<dataset>_labels_<metric>.png|svg (a panel per label) and labels_*.csv."""
 
 
 def _fraction(text: str) -> float:
