@@ -30,6 +30,24 @@ inputs (INPUT...):
   Pancreas-CT checkpoint takes CT volumes (DICOM, NIfTI); a BAGLS checkpoint takes frames
   (PNG/JPEG). Input names must be unique.
 
+inputs of a checkpoint trained on an nnU-Net raw dataset (data.dataset: nnunet), as
+nnUNetv2_predict -i takes them:
+  folder              every image file in it is a channel file {case}_{XXXX}{ending}, XXXX
+                      the 4-digit channel index in dataset.json's channel_names order
+                      (0000, 0001, ...); files are grouped by case; name = {case}. Endings:
+                      .nii.gz .nii .nrrd .mha .mhd .nhdr (3D, SimpleITK), .png .jpg .jpeg
+                      (2D frames; an RGB file is 3 channels). Subfolders by the same rule; a
+                      folder that is one DICOM series is one case of a one-channel checkpoint
+  channel files       given directly, grouped by case the same way; a file given directly
+                      that is not so named is one whole case (name = file name minus ending)
+  Refused, one line naming the file, nothing written: a case missing a channel (the
+  missing {case}_{XXXX} file is named), a channel index beyond the checkpoint's, a file
+  in a folder not named {case}_{XXXX}{ending}, channels on different grids (size,
+  spacing, origin, direction), a case whose channels do not add up to the checkpoint's,
+  a DICOM series for a checkpoint with several channels. Channels are read as training
+  read them, brought to the training orientation, normalised with the checkpoint's plan
+  (fingerprint: CT clip + z-score, else z-score per image) and sliced across its axis.
+
 outputs (in the --output folder; <name> = the input's name):
   <name>_mask.nii.gz     CT: uint8 0/1 in the input's geometry (size, origin, spacing,
                          direction as SimpleITK reads it), gzip-compressed
@@ -41,8 +59,10 @@ outputs (in the --output folder; <name> = the input's name):
                          (best.ckpt@3f2a9c01b7e4), never by a local path
   <name>_prob.nii.gz     --save-probabilities: float32 mean foreground probability
   <name>_uncertainty.nii.gz  --uncertainty: predictive entropy -sum_c p_c ln p_c (nats)
+                         over all classes
   <name>_variance.nii.gz --uncertainty with more than one pass (ensemble, --tta,
-                         --mc-samples): variance of the passes' foreground probability
+                         --mc-samples): variance of the passes' probability of the
+                         predicted class (binary: the foreground probability's)
   <name>_overlay.png     --overlay: CT: up to 3 axial slices in the HU window with the
                          mask; frame: the frame with the mask blended in
   Float maps of CT inputs carry the input's geometry; those of frames are 2D NIfTI
@@ -52,10 +72,24 @@ outputs (in the --output folder; <name> = the input's name):
   Nothing is written unless every input succeeds; existing files need --force. An input
   whose mask comes out empty gets a line saying so after the table.
 
+outputs with several labels (every nnunet checkpoint; Pancreas-CT with merge_tumour false):
+  <case><ending>         nnunet: the label map as nnU-Net names it: uint8 label values of
+                         dataset.json, the input's ending and geometry (.mhd -> .mha,
+                         .nhdr -> .nrrd; frames: <case>.png with the values, not 0/255;
+                         a DICOM input: .nii.gz); --output may name a .nrrd/.mha file too
+  <name>_mask.nii.gz     Pancreas-CT with tumour: label values 0/1/2
+  <name>_prob_<label>.nii.gz  --save-probabilities: one float32 map per class, background
+                         included, <label> = its dataset.json name; they sum to 1
+  <name>_seg.dcm         one segment per label (number = label value, label = its name,
+                         SNOMED CT type where medseg knows the structure, else Tissue)
+  <name>_overlay.png     the labels in distinct colours, with a legend
+
 ensembles and sampling:
   Every pass (member network x mirroring x Monte Carlo sample) gives class
   probabilities on the input's grid; their mean is the prediction and its arg-max the
-  mask. --tta mirrors along x, y and both (4 passes per network; off by default).
+  mask (the class index is the label value). --tta mirrors along the in-plane axes the
+  network's training mirrored (data.mirror_axes, recorded in the checkpoint; off by
+  default).
   --mc-samples N keeps only the regularizer modules in training mode (BatchNorm stays
   in evaluation mode), seeded by --seed; refused for 'none' and for deterministic
   methods such as Heuristic Dropout."""
@@ -70,6 +104,10 @@ EXAMPLES = """examples (the paths make demo creates):
       data/synthetic/pancreas_heldout/Pancreas-CT/PANCREAS_0001
   medseg predict --checkpoint runs/demo/unet_none/checkpoints/best.ckpt --save-probabilities \\
       --format dicom-seg --output outputs/predict_seg data/synthetic/pancreas_heldout/Pancreas-CT
+an nnU-Net raw dataset (medseg data synth abdomen --out data/synthetic/nnUNet_raw; RUN: a run
+trained with data.dataset=nnunet on it): {case}_0000/_0001.nii.gz in, {case}.nii.gz out
+  medseg predict --checkpoint RUN/checkpoints/best.ckpt --save-probabilities \\
+      --output outputs/abdomen data/synthetic/nnUNet_raw/Dataset901_SynthAbdomen/imagesTs
 """
 
 
@@ -79,14 +117,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="predict masks for new scans or frames",
         description="Predict segmentation masks with a trained checkpoint or an ensemble. Each "
-        "checkpoint carries its preprocessing (HU window or channels, slice size), so inputs are "
+        "checkpoint carries its preprocessing (HU window or channels, slice size; an nnU-Net "
+        "dataset's plan and labels), so inputs are "
         "read and preprocessed exactly as in training and evaluation; outputs come back on each "
         "input's own grid. Checkpoints are opened with torch.load(weights_only=True): a file "
         "that would run code is refused.",
         epilog=INPUT_RULES + "\n\n" + EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="DICOM series folder, DICOM file, NIfTI file, PNG/JPEG frame, or a folder "
-                   "of those (rules below)")
+                   "of those; for an nnunet checkpoint {case}_{XXXX}{ending} channel files or a "
+                   "folder of them (rules below)")
     # SUPPRESS: no "(default: None)" in the help of options whose help states the default
     nets = p.add_argument_group("networks (give --checkpoint, or --experiment with --method)")
     nets.add_argument("--checkpoint", action="append", type=Path, default=argparse.SUPPRESS,
@@ -100,21 +140,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "heuristic_k=3), optionally MODEL/KEY or DATASET/MODEL/KEY")
     p.add_argument("--output", required=True, type=Path, default=argparse.SUPPRESS,
                    help="folder for the outputs (created); with one input, a .nii.gz/.nii/.png/"
-                   ".dcm file name")
+                   ".dcm file name (nnunet checkpoints: also .nrrd/.mha)")
     p.add_argument("--format", dest="fmt", choices=("nifti", "dicom-seg", "both"),
                    default=argparse.SUPPRESS,
                    help="mask format (default: nifti; dicom-seg when --output ends in .dcm)")
     p.add_argument("--tta", action="store_true",
-                   help="test-time mirroring along x, y and both; probabilities averaged "
-                   "(off by default)")
+                   help="test-time mirroring along the axes training mirrored; probabilities "
+                   "averaged (off by default)")
     p.add_argument("--mc-samples", type=int, default=0, metavar="N",
                    help="Monte Carlo samples per network with the regularizer active (0: off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo samples")
     p.add_argument("--save-probabilities", action="store_true",
-                   help="also write <name>_prob.nii.gz (float32 foreground probability)")
+                   help="also write <name>_prob.nii.gz (float32 foreground probability); with "
+                   "several labels one <name>_prob_<label>.nii.gz per class")
     p.add_argument("--uncertainty", action="store_true",
-                   help="also write <name>_uncertainty.nii.gz (entropy, nats) and, with more "
-                   "than one pass, <name>_variance.nii.gz")
+                   help="also write <name>_uncertainty.nii.gz (entropy over all classes, nats) "
+                   "and, with more than one pass, <name>_variance.nii.gz")
     p.add_argument("--allow-modality-mismatch", action="store_true",
                    help="predict DICOM inputs whose Modality differs from the checkpoint's")
     p.add_argument("--force", action="store_true", help="replace existing output files")
