@@ -36,8 +36,10 @@ nnUNetv2_predict -i takes them:
                       the 4-digit channel index in dataset.json's channel_names order
                       (0000, 0001, ...); files are grouped by case; name = {case}. Endings:
                       .nii.gz .nii .nrrd .mha .mhd .nhdr (3D, SimpleITK), .png .jpg .jpeg
-                      (2D frames; an RGB file is 3 channels). Subfolders by the same rule; a
-                      folder that is one DICOM series is one case of a one-channel checkpoint
+                      (2D frames; an RGB file is 3 channels). A folder where no file is so
+                      named holds one file per case with every channel (the Decathlon's
+                      imagesTs; 4D for several). Subfolders by the same rule; a folder that
+                      is one DICOM series is one case of a one-channel checkpoint
   channel files       given directly, grouped by case the same way; a file given directly
                       that is not so named is one whole case (name = file name minus ending)
   Refused, one line naming the file, nothing written: a case missing a channel (the

@@ -6,9 +6,11 @@ and writes ``{case}{ending}`` label maps. ``medseg predict`` with such a checkpo
 takes the same (:func:`discover_channel_inputs`):
 
 * a folder: its image files are grouped by case; every file must be named
-  ``{case}_{XXXX}{ending}`` (refused otherwise, naming the file); subfolders are
-  searched by the same rule; a folder that is one DICOM series is one case of a
-  one-channel checkpoint;
+  ``{case}_{XXXX}{ending}`` (refused otherwise, naming the file) — unless none is:
+  then each file is one case holding every channel, as the Decathlon's ``imagesTs``
+  (``pancreas_001.nii.gz``; a 4D file for several channels); subfolders are searched
+  by the same rule; a folder that is one DICOM series is one case of a one-channel
+  checkpoint;
 * channel files given directly, grouped by case the same way; a file given directly
   that is not so named is one whole case (a one-channel volume, an RGB frame, or a
   4D file holding every channel);
@@ -108,16 +110,21 @@ def discover_channel_inputs(paths: Iterable[str | os.PathLike],
 
 def _group(files: Sequence[Path], channels: Sequence[str], folder: Path | None) -> list[PredictInput]:
     """Channel files → one input per case. ``folder``: the files of one folder (names must
-    follow the convention); None: files given directly (a file not so named is a case)."""
+    follow the convention, unless none does: the Decathlon's one file per case); None:
+    files given directly (a file not so named is a case)."""
+    def stem(f: Path) -> str:
+        return f.name[: len(f.name) - len(ending_of(f))]
+
+    if folder is not None and not any(_CHANNEL.match(stem(f)) for f in files):
+        folder = None  # the Decathlon's imagesTs: {case}{ending}, every channel in one file
     cases: dict[str, dict[int | None, Path]] = {}
     for f in files:
         ending = ending_of(f)
-        stem = f.name[: len(f.name) - len(ending)]
-        m = _CHANNEL.match(stem)
+        m = _CHANNEL.match(stem(f))
         if m is None and folder is not None:
             raise DataError(f"{f}: not named {{case}}_{{XXXX}}{ending or '.nii.gz'} (nnU-Net's input "
                             "convention: one file per channel, XXXX = 0000, 0001, … in channel order)")
-        case, index = (m["case"], int(m["channel"])) if m else (stem, None)
+        case, index = (m["case"], int(m["channel"])) if m else (stem(f), None)
         group = cases.setdefault(case, {})
         if index in group or (group and (index is None or None in group)):
             other = group.get(index) or next(iter(group.values()))

@@ -357,3 +357,18 @@ def test_a_dicom_series_is_refused_by_a_two_channel_checkpoint(nn_ckpt, ct_serie
     err = _one_line_error(capsys, "--checkpoint", nn_ckpt, "--output", tmp_path / "o", ct_series)
     assert "one channel" in err and "takes 2 channel(s)" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_folder_in_the_decathlon_convention_holds_one_file_per_case(nn_ckpt, nn_root, tmp_path):
+    """No file named {case}_{XXXX}: each is one case with every channel (a 4D file, as the
+    Decathlon's imagesTs), predicted as its split channel files are."""
+    folder = tmp_path / "imagesTs"
+    folder.mkdir()
+    channels = [sitk.ReadImage(str(nn_root / "imagesTs" / f"case_004_{c:04d}.nii.gz")) for c in (0, 1)]
+    sitk.WriteImage(sitk.JoinSeries(channels), str(folder / "tiny_4.nii.gz"))
+    predict(nn_ckpt, [folder], tmp_path / "a", device="cpu", progress=False)
+    predict(nn_ckpt, sorted((nn_root / "imagesTs").glob("case_004_*")), tmp_path / "b", device="cpu",
+            progress=False)
+    assert _listing(tmp_path / "a") == ["tiny_4.nii.gz"]
+    np.testing.assert_array_equal(_read(tmp_path / "a" / "tiny_4.nii.gz"), _read(tmp_path / "b" / "case_004.nii.gz"))
+    _same_grid(tmp_path / "a" / "tiny_4.nii.gz", nn_root / "imagesTs" / "case_004_0000.nii.gz")
