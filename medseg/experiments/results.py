@@ -85,7 +85,8 @@ def _num(text: str) -> float:
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All rows (typed: repeat/seed int, dice/iou float); [] if the file does not exist."""
+    """All rows (typed: repeat/fold/seed int, the scores float, ``label`` text — "" for a headline
+    row and on every row of a file without the column); [] if the file does not exist."""
     p = Path(path)
     if not p.is_file():
         return []

@@ -304,3 +304,36 @@ def test_tiny_labelled_grid_end_to_end(tmp_path, capsys):
     assert "#### organ1" in md and "](boxplot_nnunet_labels_dice.png)" in md
     assert "organ1 red, organ2 blue, organ3 green" in md            # the qualitative figure's colours
     assert (rep / "qualitative_nnunet_unet.png").is_file()
+
+
+def test_mixed_grid_two_models_label_sections_only_where_labels(tmp_path, monkeypatch):
+    """A binary and a labelled dataset in one grid, two models: per-label sections only for
+    the labelled dataset; its box plots have a panel per (label, model), whole labels per row."""
+    from medseg.experiments import figures
+
+    drawn = {}
+
+    def fake_boxplot(panels, ylabel, title, stem, highlight=("heuristic",), failed_note=None, ncols=None):
+        drawn[Path(stem).name] = ([p[0] for p in panels], ncols)
+        return []
+
+    monkeypatch.setattr(figures, "boxplot_figure", fake_boxplot)
+    exp = tmp_path / "exp"
+    rows = [r for r in write_labelled(tmp_path / "tmp", repeats=2)]
+    twin = [{**r, "model": "unet3plus", "run_dir": r["run_dir"].replace("/unet/", "/unet3plus/")} for r in rows]
+    binary = [{**r, "dataset": "pancreas", "run_dir": r["run_dir"].replace("abdomen", "pancreas")}
+              for r in rows if r["label"] == ""]
+    everything = rows + twin + binary
+    for run_dir in dict.fromkeys(r["run_dir"] for r in everything):
+        results_mod.append_run(exp / "results.csv", [r for r in everything if r["run_dir"] == run_dir])
+    out = write_report(exp, qualitative=False)
+    assert drawn["boxplot_abdomen_labels_dice"] == (["liver — unet", "liver — unet3plus", "tumour — unet",
+                                                     "tumour — unet3plus"], 4)
+    assert "boxplot_pancreas_labels_dice" not in drawn and "boxplot_pancreas_dice" in drawn
+    md = (out / "report.md").read_text()
+    pancreas = md[md.index("## pancreas"):]
+    abdomen = md[md.index("## abdomen"):md.index("## pancreas")]
+    assert "Per label" not in pancreas and "### Per label (abdomen)" in abdomen
+    assert "| unet3plus | heuristic | 2 |" in abdomen
+    assert {r["dataset"] for r in read_csv(out / "labels_summary.csv")} == {"abdomen"}
+    assert "## Per label" not in (out / "summary_pancreas.md").read_text()

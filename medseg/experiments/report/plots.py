@@ -39,7 +39,8 @@ def boxplots(out: Path, a: Analysis, dataset: str) -> dict[str, str]:
     return stems
 
 
-#: at most this many label panels per row of a per-label box plot
+#: at most this many label panels per row of a per-label box plot (with several models: whole
+#: labels per row, each with a panel per model)
 LABEL_PANELS_PER_ROW = 4
 
 
@@ -71,7 +72,7 @@ def label_boxplots(out: Path, a: Analysis, dataset: str) -> dict[str, str]:
         mname = metric_name(metric, dataset)
         figures.boxplot_figure(panels, f"test {mname} (mean over cases, per repeat)",
                                f"{dataset}: {mname} per label", out / stem, failed_note=note,
-                               ncols=LABEL_PANELS_PER_ROW)
+                               ncols=len(models) * max(1, LABEL_PANELS_PER_ROW // len(models)))
         stems[metric] = stem
     return stems
 
