@@ -203,8 +203,8 @@ def plan_dataset(root: str | os.PathLike, size: Sequence[int], folder: str | os.
 
 
 def _check_plan_folder(folder: Path, root: Path) -> None:
-    """The plan is written only into a new or empty folder, or one ``data plan`` made;
-    never into the dataset itself (nothing is written there)."""
+    """The plan is written only into a new or empty folder, or one ``data plan`` made (its
+    marker, or nothing but its own two files); never into the dataset itself."""
     from ..errors import DataError
     from ..io import folder_kind
 
@@ -213,9 +213,26 @@ def _check_plan_folder(folder: Path, root: Path) -> None:
     if root.exists() and folder.exists() and folder.resolve() == root.resolve():
         raise DataError(f"{folder}: is the dataset folder; the plan is written elsewhere (nothing "
                         "is written into a dataset)")
-    if folder.is_dir() and any(folder.iterdir()) and folder_kind(folder) != "plan":
+    if folder.is_dir() and folder_kind(folder) != "plan" and not _earlier_plan_files(folder):
         raise DataError(f"{folder}: folder exists and was not made by 'medseg data plan'; "
                         "give a new or empty folder")
+
+
+def _earlier_plan_files(folder: Path) -> bool:
+    """An empty folder, or one holding only medseg's own fingerprint.json / plan.json (written
+    before plan folders were marked)."""
+    import json
+
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    if not names:
+        return True
+    if not names <= {"fingerprint.json", "plan.json"} or "fingerprint.json" not in names:
+        return False
+    try:
+        fp = json.loads((folder / "fingerprint.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(fp, dict) and {"version", "source", "foreground_intensities"} <= set(fp)
 
 
 def plan_folder_of(data_cfg: Mapping[str, Any]) -> Path:
