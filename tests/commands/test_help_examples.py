@@ -57,7 +57,8 @@ def _parsers(parser: argparse.ArgumentParser, name: str = "medseg"):
 
 
 def _example_lines(epilog: str) -> list[str]:
-    """The command lines of the epilog's "example(s)" block, continuation lines joined."""
+    """The command lines of the epilog's "example(s)" block (up to its first blank line),
+    continuation lines joined; the block's prose lines (not starting with "  medseg") skipped."""
     lines, block, current = [], False, ""
     for raw in epilog.splitlines():
         if raw.startswith("example"):
@@ -65,7 +66,7 @@ def _example_lines(epilog: str) -> list[str]:
             continue
         if block and not raw.strip():
             break
-        if block:
+        if block and (current or raw.startswith("  medseg ")):
             current += " " + raw.strip().rstrip("\\").strip()
             if not raw.rstrip().endswith("\\"):
                 lines.append(current.strip())
