@@ -3,6 +3,8 @@
 The package is split by job, around one reusable object:
 
 * :mod:`.inputs`    — INPUT arguments → cases; header, SOP class and modality checks;
+* :mod:`.nnunet_inputs` — for checkpoints of nnU-Net raw datasets: nnU-Net's input
+  convention, ``{case}_{XXXX}{ending}`` channel files grouped by case and checked;
 * :mod:`.readers`   — one case read in full through the dataset readers;
 * :mod:`.members`   — the checkpoints (given, or every run of a method in an
   experiment), loaded and checked against each other;
@@ -12,16 +14,18 @@ The package is split by job, around one reusable object:
 * :mod:`.job`       — :func:`predict`, the command: check everything, predict,
   write into staging, commit.
 
-The checkpoint carries its preprocessing (dataset, window, size, channels; see
-:mod:`medseg.training.checkpoint`), so a new input goes through exactly what the
-training and test cases went through, and a single checkpoint's mask equals the
-one ``medseg evaluate`` scores (``cases.csv``).
+The checkpoint carries its preprocessing (dataset, window, size, channels; an nnunet
+dataset's plan and labels; see :mod:`medseg.training.checkpoint`), so a new input goes
+through exactly what the training and test cases went through, and a single
+checkpoint's mask equals the one ``medseg evaluate`` scores (``cases.csv``).
 
 In a notebook::
 
     from medseg.predict import Predictor
     predictor = Predictor(["run1/checkpoints/best.ckpt", "run2/checkpoints/best.ckpt"], tta=True)
     prediction = predictor.predict_ct(hu)      # (Z, Y, X) HU → mask, probability, entropy, variance
+    # an nnunet checkpoint: (C, Z, Y, X) channels with their geometry; every class's probability
+    prediction = Predictor("run/checkpoints/best.ckpt").predict_volume(channels, geometry, classes=True)
 """
 
 from .inference import Prediction, Predictor, mirrorings, resolve_device
