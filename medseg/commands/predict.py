@@ -106,10 +106,13 @@ EXAMPLES = """examples (the paths make demo creates):
       data/synthetic/pancreas_heldout/Pancreas-CT/PANCREAS_0001
   medseg predict --checkpoint runs/demo/unet_none/checkpoints/best.ckpt --save-probabilities \\
       --format dicom-seg --output outputs/predict_seg data/synthetic/pancreas_heldout/Pancreas-CT
-an nnU-Net raw dataset (medseg data synth abdomen --out data/synthetic/nnUNet_raw; RUN: a run
-trained with data.dataset=nnunet on it): {case}_0000/_0001.nii.gz in, {case}.nii.gz out
-  medseg predict --checkpoint RUN/checkpoints/best.ckpt --save-probabilities \\
+  medseg data synth abdomen --out data/synthetic/nnUNet_raw    # an nnU-Net raw dataset,
+  medseg train --config configs/cpu/abdomen_unet.yaml --out runs/abdomen   # a run on it:
+  medseg predict --checkpoint runs/abdomen/checkpoints/best.ckpt --save-probabilities \\
       --output outputs/abdomen data/synthetic/nnUNet_raw/Dataset901_SynthAbdomen/imagesTs
+
+The nnU-Net example reads {case}_0000.nii.gz and {case}_0001.nii.gz (the two phases) and
+writes {case}.nii.gz, as nnU-Net does.
 """
 
 
