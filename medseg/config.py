@@ -247,6 +247,10 @@ class DataConfig(Section):
     train_frames: int = key(3000, _int(lo=1), "BAGLS: random training subset size")
     val_frames: int = key(500, _int(lo=1), "BAGLS: validation frames drawn from the rest of training/")
     test_frames: int | None = key(None, _int(lo=1, optional=True), "BAGLS: limit test/ to this many frames (null: all)")
+    normalisation: str = key("auto", _choice("auto", "plan"),
+                             "auto: the dataset's own (Pancreas-CT: the HU window to [0, 1]; BAGLS: "
+                             "[0, 1]; nnunet: its plan); plan: the fingerprint's plan as nnU-Net "
+                             "normalises (CT: clip to the foreground 0.5–99.5 percentiles, z-score)")
     merge_tumour: bool = key(True, _bool, "MSD layout: merge label 2 (tumour) into pancreas (false: "
                              "pancreas and tumour are two classes)")
     channels: int = key(1, _choice(1, 3), "input channels the network sees (BAGLS RGB frames: 1 = grayscale, 3 = RGB)")

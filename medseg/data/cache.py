@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 from ..errors import DataError
 from ..io import atomic_write_text, atomic_write_with, folder_kind, mark_folder
 from .orientation import TRAINING_ORIENTATION
-from .preprocess import preprocess_ct, preprocess_frame, resize_label
+from .plan import dataset_plan, normalise, slices_for_network, uses_plan
+from .preprocess import frame_to_channels, preprocess_ct, preprocess_frame, resize_label
 
 CACHE_VERSION = 1
 
@@ -54,12 +55,12 @@ def settings_of(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
         s["merge_tumour"] = bool(data_cfg["merge_tumour"])
         s["orientation"] = TRAINING_ORIENTATION  # every case is sliced in this orientation
     elif data_cfg["dataset"] == "nnunet":
-        from .plan import dataset_plan
-
-        s["plan"] = dataset_plan(data_cfg)  # labels, channels, normalisation, slice axis
         s["orientation"] = TRAINING_ORIENTATION
     else:
         s["channels"] = int(data_cfg["channels"])
+    if uses_plan(data_cfg):
+        s["plan"] = dataset_plan(data_cfg)  # labels, channels, normalisation, slice axis
+        s.pop("window", None)
     return s
 
 
@@ -147,18 +148,22 @@ class SliceCache:
         size = self.settings["size"]
         if self.settings["dataset"] == "nnunet":
             return self._nnunet_arrays(case_id, image, label, channels)
+        plan = self.settings.get("plan")
         if self.settings["dataset"] == "pancreas":
             case = load_pancreas_case(image, label, merge_tumour=self.settings["merge_tumour"],
                                       case_id=case_id)
             if case.label is None:
                 raise DataError(f"{image}: case {case_id} has no label")
-            x = preprocess_ct(case.image, self.settings["window"], size)
+            x = (preprocess_ct(case.image, self.settings["window"], size) if plan is None
+                 else slices_for_network(normalise(case.image[None], plan), plan))
             native = np.asarray(case.label, dtype=np.uint8)
             y = resize_label(native, size)
             spacing = case.spacing  # (z, y, x), the axis order of `native`
         else:
             frame = load_bagls_frame(image)
-            x = preprocess_frame(frame.image, self.settings["channels"], size)[None]
+            x = (preprocess_frame(frame.image, self.settings["channels"], size)[None] if plan is None
+                 else slices_for_network(normalise(frame_to_channels(frame.image, self.settings["channels"])
+                                                   [:, None], plan), plan))
             native = np.asarray(frame.mask, dtype=np.uint8)[None]
             y = resize_label(native, size)
             spacing = (1.0, 1.0)  # a frame: 2D, in pixels
@@ -167,7 +172,7 @@ class SliceCache:
     def _nnunet_arrays(self, case_id: str, image: Path, label: Path | None,
                        channels: Sequence[str] | None) -> dict[str, np.ndarray]:
         from .nnunet import DatasetDescription, NnunetCase, load_nnunet_case
-        from .plan import normalise, slice_spacing, slices_for_network, to_slices
+        from .plan import slice_spacing, to_slices
 
         plan = self.settings["plan"]
         channels = list(channels or [str(image)])

@@ -144,13 +144,13 @@ def from_slices(array: np.ndarray, axis: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- on disk
-def _source_hash(root: Path, cases: Sequence[Any]) -> str:
-    """Paths, sizes and modification times of dataset.json and every case file."""
+def _source_hash(files: Sequence[Path]) -> str:
+    """Paths, sizes and modification times of the files a fingerprint was taken from."""
     import hashlib
     import json
 
     items = []
-    for f in [root / "dataset.json"] + [p for c in cases for p in (*c.channels, c.label) if p is not None]:
+    for f in files:
         st = Path(f).stat()
         items.append((str(Path(f).resolve()), st.st_size, st.st_mtime_ns))
     return hashlib.sha1(json.dumps(items).encode()).hexdigest()
@@ -164,18 +164,29 @@ def plan_dataset(root: str | os.PathLike, size: Sequence[int], folder: str | os.
     unchanged (paths, sizes, modification times); ``plan.json`` is written next to it.
     Both are written atomically. Every case is read (and checked) once.
     """
+    from .nnunet import discover_nnunet, load_nnunet_case, read_description
+
+    root = Path(root)
+    _check_plan_folder(Path(folder), root)
+    description = read_description(root)
+    cases = discover_nnunet(root, description)
+    files = [root / "dataset.json"] + [p for c in cases for p in (*c.channels, c.label) if p is not None]
+    return _planned(Path(folder), description, files, (lambda: (load_nnunet_case(c, description) for c in cases)),
+                    len(cases), size, str(root), progress)
+
+
+def _planned(folder: Path, description: DatasetDescription, files: Sequence[Path], cases,
+             count: int, size: Sequence[int], root: str,
+             progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fingerprint ``cases()`` (reusing ``folder/fingerprint.json`` while ``files`` are
+    unchanged) and write the plan next to it."""
     import json
 
     from tqdm.auto import tqdm
 
     from ..io import atomic_write_text, folder_kind, mark_folder
-    from .nnunet import discover_nnunet, load_nnunet_case, read_description
 
-    root, folder = Path(root), Path(folder)
-    _check_plan_folder(folder, root)
-    description = read_description(root)
-    cases = discover_nnunet(root, description)
-    source = _source_hash(root, cases)
+    source = _source_hash(files)
     fp_path = folder / "fingerprint.json"
     fp = None
     if fp_path.is_file():
@@ -186,10 +197,11 @@ def plan_dataset(root: str | os.PathLike, size: Sequence[int], folder: str | os.
         if not isinstance(fp, dict) or fp.get("source") != source or fp.get("version") != PLAN_VERSION:
             fp = None
     if fp is None:
-        bar = tqdm(cases, desc="fingerprint", unit="case", disable=not progress or None, leave=False)
-        fp = fingerprint((load_nnunet_case(c, description) for c in bar), description)
+        bar = tqdm(cases(), total=count, desc="fingerprint", unit="case", disable=not progress or None,
+                   leave=False)
+        fp = fingerprint(bar, description)
         fp["source"] = source
-        fp["root"] = str(root)
+        fp["root"] = root
         folder.mkdir(parents=True, exist_ok=True)
         if folder_kind(folder) != "plan":
             mark_folder(folder, "plan")
@@ -236,17 +248,79 @@ def _earlier_plan_files(folder: Path) -> bool:
 
 
 def plan_folder_of(data_cfg: Mapping[str, Any]) -> Path:
-    """Where a config's dataset fingerprint and plan live: under ``data.cache_dir``."""
+    """Where a config's dataset fingerprint and plan live: under ``data.cache_dir``, one
+    folder per dataset root (and, for the built-in datasets, what decides their cases)."""
     import hashlib
 
     root = Path(data_cfg["root"]).resolve()
-    tag = hashlib.sha1(str(root).encode()).hexdigest()[:8]
+    key = [str(root)]
+    if data_cfg["dataset"] != "nnunet":
+        key += [data_cfg["dataset"], str(data_cfg.get("layout")), str(data_cfg.get("merge_tumour")),
+                str(data_cfg.get("channels"))]
+    tag = hashlib.sha1("|".join(key).encode()).hexdigest()[:8]
     return Path(data_cfg["cache_dir"]) / "plans" / f"{root.name}-{tag}"
 
 
+def uses_plan(data_cfg: Mapping[str, Any]) -> bool:
+    """Whether a config's cases are normalised by the fingerprint's plan: always for an
+    ``nnunet`` dataset; Pancreas-CT and BAGLS with ``data.normalisation: plan``."""
+    return data_cfg["dataset"] == "nnunet" or data_cfg.get("normalisation", "auto") == "plan"
+
+
 def dataset_plan(data_cfg: Mapping[str, Any], progress: bool = False) -> dict[str, Any]:
-    """The plan of a config's ``nnunet`` dataset (computed once, then read from the cache)."""
-    return plan_dataset(data_cfg["root"], data_cfg["size"], plan_folder_of(data_cfg), progress=progress)[1]
+    """The plan of a config's dataset (computed once, then read from the cache)."""
+    if data_cfg["dataset"] == "nnunet":
+        return plan_dataset(data_cfg["root"], data_cfg["size"], plan_folder_of(data_cfg), progress=progress)[1]
+    from .nnunet import describe_dataset
+
+    files, cases, count = builtin_cases(data_cfg)
+    folder = plan_folder_of(data_cfg)
+    _check_plan_folder(folder, Path(data_cfg["root"]))
+    return _planned(folder, describe_dataset(data_cfg), files, cases, count,
+                    data_cfg["size"], str(data_cfg["root"]), progress)[1]
+
+
+#: BAGLS frames fingerprinted at most (evenly spaced over training/; frames are z-scored per
+#: image, so only the spacing, sizes and label shares come from them)
+MAX_FRAMES = 1000
+
+
+def builtin_cases(data_cfg: Mapping[str, Any]):
+    """``(files, cases, count)``: the labelled cases of Pancreas-CT (every scan) or BAGLS
+    (training/, at most :data:`MAX_FRAMES`) as a generator function of :class:`VolumeCase`
+    (raw intensities: HU; frames in [0, 1] with ``data.channels``), the files they come
+    from and how many there are."""
+    from .bagls import load_bagls_frame, mask_path_for
+    from .discovery import discover_bagls, discover_pancreas
+    from .pancreas import load_pancreas_case
+    from .preprocess import frame_to_channels
+
+    if data_cfg["dataset"] == "pancreas":
+        refs = discover_pancreas(data_cfg["root"], data_cfg.get("layout", "auto"))
+        files = [f for r in refs for f in ([r.image] if r.image.is_file() else sorted(r.image.rglob("*")))
+                 + [r.label] if Path(f).is_file()]
+
+        def cases():
+            for r in refs:
+                c = load_pancreas_case(r.image, r.label, merge_tumour=data_cfg.get("merge_tumour", True),
+                                       case_id=r.case_id)
+                yield VolumeCase(c.case_id, c.image[None], c.label, c.geometry, c.geometry)
+        return files, cases, len(refs)
+    frames = discover_bagls(data_cfg["root"])["training"]
+    step = max(1, -(-len(frames) // MAX_FRAMES))
+    frames = frames[::step]
+    files = [f for r in frames for f in (r.image, mask_path_for(r.image)) if f.is_file()]
+
+    def frame_cases():
+        from .geometry import Geometry
+
+        for r in frames:
+            f = load_bagls_frame(r.image)
+            x = frame_to_channels(f.image, int(data_cfg.get("channels", 1)))[:, None]
+            h, w = f.mask.shape
+            g = Geometry((0, 0, 0), (1, 1, 1), (1, 0, 0, 0, 1, 0, 0, 0, 1), (w, h, 1))
+            yield VolumeCase(r.case_id, x, f.mask[None], g, g)
+    return files, frame_cases, len(frames)
 
 
 def slice_spacing(spacing: Sequence[float], axis: str) -> tuple[float, float, float]:

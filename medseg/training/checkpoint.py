@@ -54,6 +54,7 @@ def medseg_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
     data = cfg["data"]
     from ..data.nnunet import describe_dataset
     from ..data.orientation import TRAINING_ORIENTATION
+    from ..data.plan import dataset_plan, uses_plan
     from ..data.transforms import mirror_axes_trained
 
     description = describe_dataset(data)
@@ -62,10 +63,9 @@ def medseg_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
         pre["window"] = list(data["window"])
         pre["orientation"] = TRAINING_ORIENTATION
     if data["dataset"] == "nnunet":
-        from ..data.plan import dataset_plan
-
-        pre["plan"] = dataset_plan(data)
         pre["orientation"] = TRAINING_ORIENTATION
+    if uses_plan(data):  # how predict must normalise and slice a new case
+        pre["plan"] = dataset_plan(data)
     if len(description.foreground) > 1 or data["dataset"] == "nnunet":
         pre["labels"] = description.to_dict()["labels"]  # what the output channels mean
     return plain({

@@ -3,7 +3,7 @@
 ``RUN_DIR/``
   ``config.yaml``             the resolved config (every key, defaults filled in)
   ``split.json``              the cases of train/val/test (see :mod:`medseg.data.splits`)
-  ``plan.json``               nnunet datasets: the plan (labels, channels, normalisation, slice
+  ``plan.json``               nnunet datasets (and data.normalisation: plan): the plan (labels, channels, normalisation, slice
                               axis; :mod:`medseg.data.plan`), also in every checkpoint
   ``checkpoints/best.ckpt``   best validation DICE; ``checkpoints/last.ckpt`` end of the last epoch
   ``logs/``                   CSV (``metrics.csv``) and TensorBoard logs
@@ -322,9 +322,9 @@ def plan_fresh(run_dir: Path, cfg: dict[str, Any], *, force: bool, writer: bool 
             mark_folder(tmp, "run")
             save_split(split, tmp / "split.json")
             dump_config(cfg, tmp / "config.yaml")
-            if cfg["data"]["dataset"] == "nnunet":  # how its cases are normalised and sliced
-                from ..data.plan import dataset_plan
+            from ..data.plan import dataset_plan, uses_plan
 
+            if uses_plan(cfg["data"]):  # how its cases are normalised and sliced
                 atomic_write_text(tmp / "plan.json", json.dumps(dataset_plan(cfg["data"]), indent=1) + "\n")
     return RunPlan(run_dir, staged, split)
 

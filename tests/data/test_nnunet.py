@@ -264,3 +264,35 @@ def test_plan_cli_prints_the_plan_and_refuses_bad_roots(ds, tmp_path, capsys):
     assert main(["data", "plan", str(tmp_path / "nowhere"), "--out", str(tmp_path / "q")]) != 0
     err = capsys.readouterr().err
     assert "dataset.json not found" in err and "Traceback" not in err
+
+
+@pytest.mark.slow  # builds datasets on disk
+def test_builtin_datasets_use_the_plan_only_when_asked(tmp_path):
+    """Pancreas-CT and BAGLS keep their window / [0, 1] scaling (cache key unchanged) unless
+    data.normalisation: plan; then the cache holds plan-normalised slices."""
+    from medseg.config import load_config
+    from medseg.data import load_pancreas_case, synth_bagls, synth_pancreas
+    from medseg.data.cache import SliceCache
+    from medseg.data.discovery import discover_pancreas
+    from medseg.data.plan import dataset_plan
+
+    configs = Path(__file__).resolve().parents[2] / "configs" / "cpu"
+    root = synth_pancreas(tmp_path / "p", cases=3, size=32, slices=8, seed=0)
+    base = [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "data.size=[32,32]"]
+    window = load_config(configs / "pancreas_unet.yaml", base)["data"]
+    planned = load_config(configs / "pancreas_unet.yaml", [*base, "data.normalisation=plan"])["data"]
+    assert "plan" not in SliceCache(window).settings and "window" in SliceCache(window).settings
+    cache = SliceCache(planned)
+    plan = cache.settings["plan"]
+    assert plan["normalisation"][0]["scheme"] == "ct" and plan["labels"] == {"background": 0, "pancreas": 1}
+    ref = discover_pancreas(root)[0]
+    cache.build(ref.case_id, ref.image, ref.label, "fp")
+    entry = cache.load(ref.case_id)
+    hu = load_pancreas_case(ref.image, ref.label).image
+    lo, hi = plan["normalisation"][0]["clip"]
+    expected = (np.clip(hu, lo, hi) - plan["normalisation"][0]["mean"]) / plan["normalisation"][0]["std"]
+    np.testing.assert_allclose(entry["image"][:, 0].astype(np.float32), expected, atol=0.02, rtol=0.01)
+    frames = synth_bagls(tmp_path / "b", frames=6, test_frames=2, seed=0)
+    bagls = load_config(configs / "bagls_unet.yaml", [f"data.root={frames}", f"data.cache_dir={tmp_path / 'cache'}",
+                                                      "data.normalisation=plan"])["data"]
+    assert dataset_plan(bagls)["normalisation"] == [{"channel": "gray", "scheme": "zscore"}]
