@@ -220,6 +220,15 @@ class Predictor:
             return Path(str(root)).name if root else "nnunet"
         return {"pancreas": "Pancreas-CT", "bagls": "BAGLS"}.get(self.dataset, self.dataset)
 
+    @property
+    def file_ending(self) -> str | None:
+        """The ending of an nnunet checkpoint's training files (``.nii.gz``, ``.png``) where its
+        metadata records it (``preprocessing.file_ending`` or the plan's), else None: then
+        each input's own ending decides how it is read."""
+        pre, plan = self.preprocessing, self.plan or {}
+        ending = pre.get("file_ending") or plan.get("file_ending")
+        return str(ending) if ending else None
+
     def description(self, file_ending: str = ".nii.gz"):
         """The :class:`~medseg.data.nnunet.DatasetDescription` of an nnunet checkpoint (its
         plan's channels and labels) for files ending in ``file_ending``: what

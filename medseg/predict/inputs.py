@@ -189,14 +189,15 @@ def discover_inputs(paths: Iterable[str | os.PathLike]) -> list[PredictInput]:
 
 def check_inputs(inputs: Sequence[PredictInput], dataset: str, modality: str,
                  checkpoint: Path, *, allow_modality_mismatch: bool = False,
-                 channels: Sequence[str] | None = None) -> None:
+                 channels: Sequence[str] | None = None, trained_ending: str | None = None) -> None:
     """Kind, modality, name and header checks before anything is read in full or written
-    (``channels``: an nnunet checkpoint's channel names, checked against each case's files)."""
+    (``channels``: an nnunet checkpoint's channel names, checked against each case's files;
+    ``trained_ending``: the ending of its training files, where the checkpoint records it)."""
     from .nnunet_inputs import check_case_kind
 
     for inp in inputs:
         if dataset == "nnunet":
-            check_case_kind(inp, list(channels or ()), modality, checkpoint)
+            check_case_kind(inp, list(channels or ()), modality, checkpoint, trained_ending)
         else:
             _check_kind(inp, dataset, modality, checkpoint)
         if not allow_modality_mismatch:

@@ -83,7 +83,8 @@ def predict(checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | Predic
     else:
         cases = discover_inputs(inputs)
     check_inputs(cases, predictor.dataset, predictor.modality, predictor.checkpoints[0],
-                 allow_modality_mismatch=allow_modality_mismatch, channels=predictor.channels)
+                 allow_modality_mismatch=allow_modality_mismatch, channels=predictor.channels,
+                 trained_ending=predictor.file_ending)
     _check_format(cases, wanted.fmt)
     plans = writers.plan_outputs(cases, output, wanted, predictor.passes, naming_of(predictor))
     writers.check_targets(plans, force)

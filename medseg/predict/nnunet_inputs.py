@@ -166,8 +166,18 @@ def _case(case: str, group: dict[int | None, Path], channels: Sequence[str],
 # --------------------------------------------------------------------------- checks
 
 
-def check_case_kind(inp: PredictInput, channels: Sequence[str], modality: str, checkpoint: Path) -> None:
-    """A DICOM input is one channel: only a one-channel volume checkpoint takes it."""
+def check_case_kind(inp: PredictInput, channels: Sequence[str], modality: str, checkpoint: Path,
+                    trained_ending: str | None = None) -> None:
+    """A DICOM input is one channel: only a one-channel volume checkpoint takes it. When the
+    checkpoint records the ending of its training files (``trained_ending``), a 2D frame
+    is refused by a checkpoint trained on volumes and a volume by one trained on frames."""
+    if trained_ending:
+        trained_2d = trained_ending.lower() in FRAME_ENDINGS + (".bmp", ".tif", ".tiff")
+        if trained_2d != (inp.kind == "frame"):
+            what = "a 2D frame" if inp.kind == "frame" else "a 3D volume"
+            wants = "2D frames" if trained_2d else "3D volumes"
+            raise DataError(f"{inp.source}: is {what}, but checkpoint {checkpoint} was trained on "
+                            f"{wants} ({trained_ending} files)")
     if inp.fmt == "channels":
         return
     if inp.kind == "ct" and len(channels) == 1:

@@ -372,3 +372,22 @@ def test_a_folder_in_the_decathlon_convention_holds_one_file_per_case(nn_ckpt, n
     assert _listing(tmp_path / "a") == ["tiny_4.nii.gz"]
     np.testing.assert_array_equal(_read(tmp_path / "a" / "tiny_4.nii.gz"), _read(tmp_path / "b" / "case_004.nii.gz"))
     _same_grid(tmp_path / "a" / "tiny_4.nii.gz", nn_root / "imagesTs" / "case_004_0000.nii.gz")
+
+
+def test_a_recorded_training_ending_refuses_the_other_kind(nn_ckpt, nn_root, png_root, tmp_path, capsys):
+    """Checkpoints that record their training files' ending (preprocessing.file_ending): a
+    volume checkpoint refuses frames, a frame checkpoint volumes (else the input's ending decides)."""
+    import torch
+
+    ckpt = torch.load(nn_ckpt, weights_only=True)
+    ckpt["medseg"]["preprocessing"]["file_ending"] = ".nii.gz"
+    torch.save(ckpt, tmp_path / "ending.ckpt")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for c in (0, 1):
+        shutil.copy(png_root / "imagesTr" / "f0_0000.png", frames / f"f0_{c:04d}.png")
+    err = _one_line_error(capsys, "--checkpoint", tmp_path / "ending.ckpt", "--output", tmp_path / "o",
+                          frames)
+    assert "is a 2D frame, but checkpoint" in err and "3D volumes (.nii.gz files)" in err
+    assert Predictor(tmp_path / "ending.ckpt", device="cpu").file_ending == ".nii.gz"
+    assert Predictor(nn_ckpt, device="cpu").file_ending is None
