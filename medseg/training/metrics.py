@@ -31,8 +31,9 @@ with spacing (1, 1), so its distances are in pixels):
   hand-computed cubes and squares in ``tests/training/test_metrics_nsd.py``). A 2D
   frame is scored in 2D (contour lengths), never as a one-slice 3D slab, whose top
   and bottom faces would be counted as surface. MONAI's default
-  (``use_subvoxels=False``) counts boundary voxels instead, unweighted; on the same
-  masks it gave 0.42–0.76× the reference value.
+  (``use_subvoxels=False``) counts boundary voxels instead, unweighted: on 24 U-Net
+  predictions of the synthetic CT scans (~2.4–3.3 mm voxels, τ = 2 mm) it was 0.58–0.75×
+  (median 0.68×) the reference value, which this code matches to 5e-8.
 
 Empty cases (MONAI returns NaN for HD95 when either mask is empty and for NSD when
 both are; we set the values ourselves, before calling MONAI):
