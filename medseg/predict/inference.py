@@ -258,9 +258,9 @@ class Predictor:
         brought to the training orientation and the prediction back to ``hu``'s own
         array order; without it ``hu`` must already be in the training orientation
         (as :func:`medseg.data.load_pancreas_case` returns it). An oblique volume is a
-        :class:`~medseg.errors.DataError` naming ``what``. A one-channel nnunet
-        checkpoint takes it as its channel (:meth:`predict_volume`); ``classes`` keeps
-        every class's probability.
+        :class:`~medseg.errors.DataError` naming ``what``. A checkpoint with a plan (a
+        one-channel nnunet dataset, Pancreas-CT with ``data.normalisation: plan``) takes it
+        as its channel (:meth:`predict_volume`); ``classes`` keeps every class's probability.
         """
         from ..data.orientation import reorientation
         from ..data.preprocess import as_cached, preprocess_ct
@@ -313,9 +313,12 @@ class Predictor:
         """(H, W[, C]) frame → prediction of the frame's size, (H, W) arrays (BAGLS
         checkpoints; an nnunet checkpoint of 2D frames takes the frame's channels,
         (C, 1, H, W), through :meth:`predict_volume`)."""
-        from ..data.preprocess import as_cached, preprocess_frame
+        from ..data.preprocess import as_cached, frame_to_channels, preprocess_frame
 
         pre = self.preprocessing
+        if self.plan is not None:  # data.normalisation: plan — as the slice cache normalises
+            channels = frame_to_channels(image, int(pre["channels"]))[:, None]
+            return self.predict_volume(channels, None, classes=classes).map(lambda a: a[..., 0, :, :])
         x = as_cached(preprocess_frame(image, int(pre["channels"]), pre["size"])[None])
         return self.predict_slices(x, image.shape[:2], classes=classes).squeeze()
 

@@ -154,7 +154,7 @@ def predict_one(predictor: Predictor, inp: PredictInput, plan: OutputPlan,
     t0 = time.perf_counter()
     staged = {role: staging / p.name for role, p in plan.paths.items()}
     classes = any(role.startswith("prob:") for role in staged)
-    if predictor.plan is not None:
+    if predictor.dataset == "nnunet":
         case = readers.read_channel_case(inp, predictor.description(inp.ending or ".nii.gz"))
         pred = predictor.predict_volume(case.image, None if case.frame else case.geometry,
                                         str(inp.source), classes=classes)

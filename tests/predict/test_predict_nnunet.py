@@ -391,3 +391,51 @@ def test_a_recorded_training_ending_refuses_the_other_kind(nn_ckpt, nn_root, png
     assert "is a 2D frame, but checkpoint" in err and "3D volumes (.nii.gz files)" in err
     assert Predictor(tmp_path / "ending.ckpt", device="cpu").file_ending == ".nii.gz"
     assert Predictor(nn_ckpt, device="cpu").file_ending is None
+
+
+@pytest.mark.parametrize("dataset", ["pancreas", "bagls"])
+def test_builtin_datasets_normalised_by_their_plan(dataset, pancreas_root, bagls_root, tmp_path, make_ckpt):
+    """data.normalisation: plan on Pancreas-CT / BAGLS: the checkpoint carries the plan and
+    predict normalises with it, as the slice cache does (mask = the evaluation's)."""
+    import torch
+
+    from medseg.data import read_ct_volume, read_frame_image
+    from medseg.data.cache import SliceCache
+    from medseg.data.discovery import discover_bagls, discover_pancreas
+    from medseg.data.preprocess import predict_slices
+    from medseg.training.checkpoint import build_model_from_checkpoint, load_checkpoint
+
+    root = pancreas_root if dataset == "pancreas" else bagls_root
+    ckpt = make_ckpt(tmp_path / "plan.ckpt", dataset, "data.normalisation=plan", f"data.root={root}",
+                     f"data.cache_dir={tmp_path / 'cache'}")
+    meta = load_checkpoint(ckpt)["medseg"]
+    assert "plan" in meta["preprocessing"]
+    cache = SliceCache(meta["config"]["data"])
+    predictor = Predictor(ckpt, device="cpu")
+    if dataset == "pancreas":
+        ref = discover_pancreas(root)[0]
+        hu, geometry = read_ct_volume(ref.image)
+        mask = predictor.predict_ct(hu, geometry).mask
+    else:
+        ref = discover_bagls(root)["test"][0]
+        mask = predictor.predict_frame(read_frame_image(ref.image)).mask[None]
+    cache.build(ref.case_id, ref.image, getattr(ref, "label", None) or _bagls_mask(ref.image), "test")
+    entry = cache.load(ref.case_id)
+    model, _ = build_model_from_checkpoint(ckpt)
+    evaluated = predict_slices(model, torch.from_numpy(entry["image"].astype(np.float32)),
+                               entry["native_label"].shape[-2:]).numpy()
+    np.testing.assert_array_equal(mask, evaluated)
+    assert 0 < np.count_nonzero(mask) < mask.size
+    # the command writes the binary outputs of its dataset
+    report = predict(ckpt, [ref.image], tmp_path / "out", save_probabilities=True, device="cpu",
+                     progress=False)
+    ending = "_mask.nii.gz" if dataset == "pancreas" else "_mask.png"
+    assert sorted(p.name for p in report.cases[0].files.values()) == \
+        sorted([f"{report.cases[0].name}{ending}", f"{report.cases[0].name}_prob.nii.gz"])
+    assert report.cases[0].foreground == np.count_nonzero(mask)
+
+
+def _bagls_mask(image: Path) -> Path:
+    from medseg.data.bagls import mask_path_for
+
+    return mask_path_for(image)
