@@ -64,6 +64,7 @@ def medseg_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
         pre["orientation"] = TRAINING_ORIENTATION
     if data["dataset"] == "nnunet":
         pre["orientation"] = TRAINING_ORIENTATION
+        pre["file_ending"] = description.file_ending  # 2D frames or 3D volumes
     if uses_plan(data):  # how predict must normalise and slice a new case
         pre["plan"] = dataset_plan(data)
     if len(description.foreground) > 1 or data["dataset"] == "nnunet":
