@@ -390,7 +390,11 @@ def test_a_recorded_training_ending_refuses_the_other_kind(nn_ckpt, nn_root, png
                           frames)
     assert "is a 2D frame, but checkpoint" in err and "3D volumes (.nii.gz files)" in err
     assert Predictor(tmp_path / "ending.ckpt", device="cpu").file_ending == ".nii.gz"
-    assert Predictor(nn_ckpt, device="cpu").file_ending is None
+    assert Predictor(nn_ckpt, device="cpu").file_ending == ".nii.gz"  # recorded by training
+    del ckpt["medseg"]["preprocessing"]["file_ending"]  # a checkpoint from before it was recorded
+    ckpt["medseg"]["preprocessing"]["plan"].pop("file_ending", None)
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    assert Predictor(tmp_path / "old.ckpt", device="cpu").file_ending is None
 
 
 @pytest.mark.parametrize("dataset", ["pancreas", "bagls"])
