@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: all setup demo test bench clean distclean
+.PHONY: all setup demo test bench notebook clean distclean
 
 all: test
 
@@ -30,6 +30,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# the quickstart notebook in JupyterLab (installs the `notebook` extra once; needs PyPI)
+notebook: $(STAMP)
+	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[notebook]"
+	$(BIN)/jupyter lab notebooks/quickstart.ipynb
 
 bench: $(STAMP)
 	$(BIN)/medseg bench --out bench/results.json --force

@@ -101,7 +101,7 @@ def methods(a: Analysis) -> list[str]:
         "**Aggregation.** Per case: DICE = 2|X∩Y|/(|X|+|Y|) and IoU = |X∩Y|/|X∪Y| on the case's native "
         "grid — one value per CT scan (all its slices stacked, 3D) or per BAGLS frame — and the boundary "
         "metrics HD95 (MONAI, symmetric 95th percentile of the surface distances, in mm with the scan's "
-        "(z, y, x) spacing; BAGLS frames in pixels) and NSD (MONAI's normalised surface Dice at the stated "
+        "(z, y, x) spacing; BAGLS frames in pixels) and NSD (the normalised surface Dice of Nikolov et al. by its reference definition — surface elements weighted by area, MONAI use_subvoxels=True — at the stated "
         "tolerance). Empty cases: both empty → DICE = IoU = NSD = the empty-case score and HD95 = its "
         "both-empty value; one empty → DICE = IoU = NSD = 0 and HD95 = the one-empty value (`diagonal`: "
         "the grid diagonal in mm, the worst possible); a NaN case is left out of that metric. Per repeat: "
