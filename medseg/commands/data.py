@@ -291,8 +291,6 @@ def _register_plan(jobs: argparse._SubParsersAction) -> None:
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    import json
-
     from ..config import defaults
     from ..data.nnunet import read_description
     from ..data.plan import plan_dataset, plan_folder_of
@@ -316,7 +314,6 @@ def _run_plan(args: argparse.Namespace) -> int:
     print(f"slice axis {plan['slice_axis']} (median spacing z, y, x = "
           f"{', '.join(f'{v:.3g}' for v in plan['median_spacing'])} mm); normalisation {norm}")
     print(f"wrote {out}/fingerprint.json and plan.json")
-    json.dumps(plan)  # plain data
     return 0
 
 

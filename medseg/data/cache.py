@@ -176,7 +176,7 @@ class SliceCache:
 
         plan = self.settings["plan"]
         channels = list(channels or [str(image)])
-        description = DatasetDescription.from_dict({**plan, "name": case_id,
+        description = DatasetDescription.from_dict({**plan, "name": "plan",
                                                     "file_ending": _ending(Path(channels[0]))})
         case = load_nnunet_case(NnunetCase(case_id, tuple(Path(c) for c in channels), label), description)
         if case.label is None:
