@@ -117,13 +117,13 @@ def bagls_predicted(bagls_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nifti_scan(pancreas_run, tmp_path_factory) -> Path:
-    """A test scan of the run re-written as NIfTI with a rotated, flipped frame and an odd origin."""
+    """A test scan of the run re-written as NIfTI in another (axis-aligned) orientation — every
+    axis reversed, RAI — with an odd origin: the same physical voxels, another array order.
+    (An oblique frame is refused: tests/predict/test_predict_orientation.py.)"""
     split = _split(pancreas_run)
     img = _sitk_series(Path(split["cases"][split["test"][0]]["image"]))
-    c, s = np.cos(np.deg2rad(30)), np.sin(np.deg2rad(30))
-    rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, -1.0]])  # rotation + z flip
-    img.SetDirection(tuple(rotation.ravel()))
     img.SetOrigin((12.5, -40.25, 300.75))
+    img = sitk.DICOMOrient(img, "RAI")
     path = tmp_path_factory.mktemp("nifti") / "scan_rotated.nii.gz"
     sitk.WriteImage(img, str(path))
     return path
@@ -155,9 +155,10 @@ def test_nifti_mask_has_the_nifti_geometry(pancreas_run, pancreas_predicted, nif
     assert out.GetPixelID() == sitk.sitkUInt8
     _assert_same_geometry(out, ref)
     assert not np.allclose(out.GetDirection(), np.eye(3).ravel())  # the odd frame survived
-    # same voxels as the DICOM series → same mask: only the header geometry differs
+    # the DICOM series' voxels in another array order → the DICOM mask, in that order
     dicom_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(pancreas_predicted[2].cases[0].mask)))
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(out), dicom_mask)
+    assert not np.array_equal(sitk.GetArrayFromImage(out), dicom_mask) or not dicom_mask.any()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.DICOMOrient(out, "LPS")), dicom_mask)
 
 
 def test_pancreas_cases_csv_dice_equals_dice_of_predicted_masks(pancreas_run, pancreas_predicted):
