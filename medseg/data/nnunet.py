@@ -154,8 +154,7 @@ def describe_dataset(data_cfg: Mapping[str, Any]) -> DatasetDescription:
 # ----------------------------------------------------------------------------- dataset.json
 def _json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        inside = sorted(d.name for d in path.parent.glob("*/dataset.json") for d in [d.parent]) \
-            if path.parent.is_dir() else []
+        inside = sorted(f.parent.name for f in path.parent.glob("*/dataset.json"))
         hint = f"; it holds {', '.join(inside[:3])}: give one of them" if inside else ""
         raise DataError(f"{path}: dataset.json not found (an nnU-Net raw dataset folder has one){hint}")
     try:

@@ -255,7 +255,9 @@ def _check_header(inp: PredictInput) -> None:
     # DICOM: every header was read and checked when the input was found
 
 
-def _check_nifti_header(path: Path) -> None:
+def image_information(path: Path, what: str = "image"):
+    """A SimpleITK reader holding ``path``'s header (no voxels read); a bad or truncated
+    header is one DataError naming the file."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -263,7 +265,12 @@ def _check_nifti_header(path: Path) -> None:
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        raise DataError(f"{path}: unreadable NIfTI file (bad or truncated header)") from None
+        raise DataError(f"{path}: unreadable {what} file (bad or truncated header)") from None
+    return reader
+
+
+def _check_nifti_header(path: Path) -> None:
+    reader = image_information(path, "NIfTI")
     if reader.GetDimension() != 3 and not (reader.GetDimension() == 4 and reader.GetSize()[3] == 1):
         raise DataError(f"{path}: a {reader.GetDimension()}D image; a CT volume must be 3D")
     # the data itself (truncation, NaN) is checked by the reader, medseg.data.ct,

@@ -33,7 +33,8 @@ from typing import Iterable, Sequence
 
 from ..data.geometry import Geometry
 from ..errors import DataError
-from .inputs import (PredictInput, _file_input, _folder_inputs, _headers, classify, why)
+from .inputs import (PredictInput, _file_input, _folder_inputs, _headers, classify,
+                     image_information, why)
 
 #: volume endings read through SimpleITK (nnunet checkpoints), longest first
 VOLUME_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
@@ -192,14 +193,7 @@ def header_of(path: Path) -> tuple[int, Geometry]:
     """(channels, grid) of one file from its header alone (SimpleITK / PIL)."""
     if ending_of(path) in FRAME_ENDINGS:
         return _frame_header(path)
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise DataError(f"{path}: unreadable image file (bad or truncated header)") from None
+    reader = image_information(path)
     if reader.GetNumberOfComponents() != 1:
         raise DataError(f"{path}: {reader.GetNumberOfComponents()} components per voxel; nnU-Net "
                         "stores one channel per file")

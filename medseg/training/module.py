@@ -13,6 +13,7 @@ pads by repeating cases), so each case counts exactly once.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping
 
 import pytorch_lightning as pl
@@ -57,6 +58,7 @@ class SegmentationModule(pl.LightningModule):
                                dice_include_background=t["dice_include_background"])
         #: the foreground labels the metrics score one by one (several labels only)
         self.labels = describe_dataset(cfg["data"]).foreground
+        self._metadata: dict[str, Any] | None = None
         self._rows: list[CaseScore] = []
         #: per-case rows of the last test run (filled on every rank after gathering)
         self.test_rows: list[CaseScore] = []
@@ -139,4 +141,7 @@ class SegmentationModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["medseg"] = medseg_metadata(self.cfg)
+        # built once per module: it reads dataset.json and the plan, and the run's config is fixed
+        if self._metadata is None:
+            self._metadata = medseg_metadata(self.cfg)
+        checkpoint["medseg"] = copy.deepcopy(self._metadata)
