@@ -37,7 +37,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import yaml
 
-from .checks import check_bool, check_choice, check_int, check_real
+from .checks import SEED_MAX, check_bool, check_choice, check_int, check_real
 from .config_files import apply_overrides, read_yaml
 from .errors import ConfigError
 
@@ -87,12 +87,15 @@ def _int(lo: int | None = None, hi: int | None = None, optional: bool = False):
 
 
 def _float(lo: float | None = None, hi: float | None = None, optional: bool = False):
-    """A number in [lo, hi] (None: unbounded); ``"1e-4"`` is 1e-4."""
+    """A finite number in [lo, hi] (None: unbounded, but never infinite); ``"1e-4"`` is 1e-4.
+
+    No hyper-parameter, window or distance of a run is infinite (nor NaN): ``train.lr=.inf``
+    is refused here, naming the key, not found as NaN losses after the first step."""
     def convert(key: str, v: Any) -> Any:
         if v is None and optional:
             return None
         return _checked(key, check_real, _number(v), -math.inf if lo is None else lo,
-                        math.inf if hi is None else hi)
+                        math.inf if hi is None else hi, low_open=lo is None, high_open=hi is None)
 
     return convert
 
@@ -270,6 +273,10 @@ class DataConfig(Section):
                      "test folds (1 = the fixed data.split; with K > 1 data.split[1] is the validation count "
                      "per fold and the rest train)")
     fold: int = key(0, _int(lo=0), "with data.folds > 1: which fold is the test set (0 … folds-1)")
+    train_size: int | None = key(None, _int(lo=1, optional=True),
+                                 "train on this many of the split's training scans (BAGLS: frames), a "
+                                 "subset seeded by data.split_seed and nested (the 2 are among the 4); "
+                                 "validation and test unchanged (null: all; experiments: grid.train_sizes)")
     num_workers: int = key(0, _int(lo=0), "DataLoader worker processes")
 
 
@@ -446,6 +453,7 @@ def _check_data(data: DataConfig, require_data: bool) -> None:
             if getattr(data, sub) is None:
                 raise ConfigError(f"config key 'data.{sub}' is required")
     _check_folds(data.as_dict())
+    _check_train_size(data.as_dict())
     if data.dataset in ("pancreas", "nnunet"):
         if data.dataset == "pancreas" and data.layout in ("bagls", "nnunet"):
             raise ConfigError("config key 'data.layout' must be tcia, msd or auto for pancreas")
@@ -456,6 +464,21 @@ def _check_data(data: DataConfig, require_data: bool) -> None:
                               f"data.num_cases is {data.num_cases}")
     if data.dataset == "bagls" and data.layout in ("tcia", "msd", "nnunet"):
         raise ConfigError("config key 'data.layout' must be bagls or auto for bagls")
+
+
+def training_count(data: Mapping[str, Any]) -> int:
+    """How many training scans (BAGLS: frames) the split gives a run (the smallest fold's with folds)."""
+    if data["dataset"] == "bagls":
+        return data["train_frames"]
+    k, n, n_val = data["folds"], data["num_cases"], data["split"][1]
+    return data["split"][0] if k == 1 else n - -(-n // k) - n_val
+
+
+def _check_train_size(data: Mapping[str, Any]) -> None:
+    size = data["train_size"]
+    if size is not None and size > training_count(data):
+        raise ConfigError(f"config key 'data.train_size' is {size} but the split has "
+                          f"{training_count(data)} training {'frames' if data['dataset'] == 'bagls' else 'scans'}")
 
 
 def _check_folds(data: Mapping[str, Any]) -> None:

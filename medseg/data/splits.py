@@ -184,10 +184,28 @@ def full_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return make_split(data_cfg)
 
 
+def train_subset(train: list[str], size: int, seed: int, fold: int = 0) -> list[str]:
+    """The first ``size`` of a seeded permutation of the training cases (in their split order).
+
+    The permutation depends only on the cases, ``seed`` (``data.split_seed``) and the fold,
+    so the subsets of one split are nested: the 2 cases of size 2 are among the 4 of size 4.
+    """
+    if size > len(train):
+        raise DataError(f"data.train_size is {size} but the split has {len(train)} training cases")
+    order = np.random.default_rng(np.random.SeedSequence([seed, 0x517E, fold])).permutation(len(train))
+    return [train[i] for i in order[:size]]
+
+
 def resolve_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The split a run uses: :func:`full_split`, narrowed to ``data.fold`` when ``data.folds`` > 1."""
+    """The split a run uses: :func:`full_split`, narrowed to ``data.fold`` when ``data.folds`` > 1
+    and to ``data.train_size`` training cases (:func:`train_subset`) when that is set."""
     split = full_split(data_cfg)
     k = int(data_cfg.get("folds", 1))
-    if k == 1:
+    if k > 1:
+        split = select_fold(split, int(data_cfg["fold"]), k, data_cfg.get("split_file") or "split")
+    size = data_cfg.get("train_size")
+    if size is None:
         return split
-    return select_fold(split, int(data_cfg["fold"]), k, data_cfg.get("split_file") or "split")
+    seed = int(split.get("seed", data_cfg["split_seed"]))  # the seed the split was drawn with
+    subset = train_subset(list(split["train"]), int(size), seed, int(data_cfg.get("fold", 0)))
+    return {**split, "train": subset, "train_size": int(size)}

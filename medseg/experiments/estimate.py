@@ -11,7 +11,7 @@ It is an *estimate*, stated as such wherever it is shown:
 * an evaluation slice (forward only) is taken to cost :data:`EVAL_FRACTION` of a
   training slice;
 * slices per epoch come from the split (the grid's ``split.json`` if drawn, else
-  drawn in memory): Pancreas-CT scans are counted by their DICOM files / NIfTI
+  drawn in memory; the run's fold and ``data.train_size`` subset): Pancreas-CT scans are counted by their DICOM files / NIfTI
   header; if the data is not there, :data:`PANCREAS_SLICES_PER_SCAN` per scan
   (TCIA Pancreas-CT scans have 181–466 slices); BAGLS is one slice per frame;
 * ``run = epochs × (train_slices × t_train + val_slices × t_eval / check_val_every_n_epoch)
@@ -64,14 +64,30 @@ def slice_counts(cfg: Mapping[str, Any], split_path: Path | None = None) -> tupl
     except Exception:
         if data["dataset"] == "pancreas":
             n = dict(zip(("train", "val", "test"), data["split"]))
+            n["train"] = data.get("train_size") or n["train"]
             return ({k: v * PANCREAS_SLICES_PER_SCAN for k, v in n.items()},
                     f"data not found: {PANCREAS_SLICES_PER_SCAN} slices per scan assumed")
-        return ({"train": data["train_frames"], "val": data["val_frames"],
+        return ({"train": data.get("train_size") or data["train_frames"], "val": data["val_frames"],
                  "test": data["test_frames"] or BAGLS_TEST_FRAMES},
                 "data not found: frame counts from the config")
+    split = _narrowed(split, data)
     counts = {name: sum(_count_slices(split["cases"][c]["image"], data["dataset"]) for c in split[name])
               for name in ("train", "val", "test")}
     return counts, "slices counted from the split's files"
+
+
+def _narrowed(split: Mapping[str, Any], data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The run's view of a grid's split: its fold, and its ``data.train_size`` training cases."""
+    from ..data.splits import select_fold, train_subset
+
+    k = int(data.get("folds", 1))
+    if k > 1 and split.get("folds"):
+        split = select_fold(split, int(data["fold"]), k)
+    if data.get("train_size"):
+        seed = int(split.get("seed", data["split_seed"]))
+        split = {**split, "train": train_subset(list(split["train"]), int(data["train_size"]), seed,
+                                                int(data.get("fold", 0)))}
+    return split
 
 
 def _device(cfg: Mapping[str, Any]):
@@ -142,7 +158,7 @@ def estimate_runs(configs: list[Mapping[str, Any]], split_paths: Mapping[str, Pa
                   ) -> tuple[list[float], str]:
     """Estimated seconds for each config, and a one-line note on how."""
     step_cache: dict[tuple, tuple[float, str]] = {}
-    count_cache: dict[str, tuple[dict[str, int], str]] = {}
+    count_cache: dict[tuple, tuple[dict[str, int], str]] = {}
     out, devices, how = [], set(), set()
     for cfg in configs:
         m, data, t = cfg["model"], cfg["data"], cfg["train"]
@@ -153,9 +169,9 @@ def estimate_runs(configs: list[Mapping[str, Any]], split_paths: Mapping[str, Pa
             step_cache[key] = time_train_step(cfg)
         t_train, dev = step_cache[key]
         devices.add(dev)
-        label = data["dataset"]
+        label = (data["dataset"], data.get("fold", 0), data.get("train_size"))
         if label not in count_cache:
-            path = None if split_paths is None else split_paths.get(label)
+            path = None if split_paths is None else split_paths.get(data["dataset"])
             count_cache[label] = slice_counts(cfg, path)
         counts, note = count_cache[label]
         how.add(note)

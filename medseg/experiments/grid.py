@@ -26,6 +26,13 @@ uses the same data split. An experiment config says which::
       datasets:                           # optional: several base configs (multi-dataset grid);
         - configs/cpu/pancreas_unet.yaml  #   replaces `base`, one entry per dataset
         - configs/cpu/bagls_unet.yaml
+      tune: true                          # optional: an equal tuning budget — every method but none
+                                          #   gets the same number of candidate strengths, chosen per
+                                          #   repeat/fold on validation DICE (see medseg.experiments.tuning)
+      tune_values: {dropout: {p: [0.05, 0.1, 0.2]}}   # optional: a method's own candidates
+      train_sizes: [2, 4, 8]              # optional: a learning curve — each method trained on that many
+                                          #   training scans (data.train_size: a seeded, nested subset of
+                                          #   the split's training scans; validation and test unchanged)
       cpus_per_run: 1                     # resources of one run on a cluster backend (Ray);
       gpus_per_run: 0                     #   default 1 CPU, no GPU; the local backend ignores them
     report:                               # optional: options of `medseg report` (change no run)
@@ -36,7 +43,12 @@ Rules (each checked; a violation is a :class:`~medseg.errors.ConfigError` naming
 * top-level keys: ``base``, ``grid``, ``description``, ``report`` and the train sections
   ``data``, ``model``, ``regularizer``, ``train``, ``eval``, ``seed``; ``grid`` keys:
   ``models``, ``regularizers``, ``sweep``, ``repeats``, ``seeds``, ``folds``, ``run_folds``,
-  ``datasets``, ``cpus_per_run``, ``gpus_per_run``.
+  ``datasets``, ``tune``, ``tune_values``, ``train_sizes``, ``cpus_per_run``, ``gpus_per_run``.
+* ``grid.train_sizes`` is a sweep of ``data.train_size`` (its runs are named
+  ``<method>_data.train_size=<n>``), so it cannot also be in ``grid.sweep``; each size must
+  fit the split's training scans. ``grid.tune`` expands each method into its candidates
+  (``<method>_p=0.2``); a tuned parameter cannot also be fixed in the method's entry or
+  swept, and every tuned method gets the same number of candidates.
 * ``grid.cpus_per_run`` (> 0, default 1) and ``grid.gpus_per_run`` (>= 0, default 0;
   fractions allowed) are what a cluster backend reserves for each run. They do not
   change any result, so they live apart from the runs' definition (``resources`` in
@@ -93,7 +105,9 @@ from ..errors import ConfigError
 
 TOP_KEYS = ("base", "grid", "description", "report", *SECTIONS, "seed")
 GRID_KEYS = ("models", "regularizers", "sweep", "repeats", "seeds", "folds", "run_folds", "datasets",
-             "cpus_per_run", "gpus_per_run")
+             "tune", "tune_values", "train_sizes", "cpus_per_run", "gpus_per_run")
+#: the data key a learning curve (grid.train_sizes) sweeps
+TRAIN_SIZE_KEY = "data.train_size"
 #: ``report:`` keys of an experiment config → default (they change no run)
 REPORT_KEYS = {"failed_below": 0.1}
 DEFAULT_REPEATS = 5
@@ -200,11 +214,22 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
     seeds = {label: (list(seeds_given[:repeats]) if seeds_given is not None
                      else [cfg["seed"] + r for r in range(repeats)])
              for label, cfg in datasets.items()}
+    regularizers = _regularizers(grid, first)
+    sweep = _flatten_sweep(grid.get("sweep") or {})
+    resolved_grid = {"models": _models(grid, first), "regularizers": regularizers, "sweep": sweep,
+                     "repeats": repeats, "folds": folds, "run_folds": run_folds}
+    # written only when used, so an experiment without them keeps its experiment.yaml
+    train_sizes = _train_sizes(grid, sweep)
+    if train_sizes is not None:
+        resolved_grid["train_sizes"] = train_sizes
+    from .tuning import resolve_candidates
+
+    tune = resolve_candidates(grid, regularizers, sweep)
+    if tune:
+        resolved_grid["tune"] = tune
     resolved = {
         "datasets": datasets,
-        "grid": {"models": _models(grid, first), "regularizers": _regularizers(grid, first),
-                 "sweep": _flatten_sweep(grid.get("sweep") or {}), "repeats": repeats,
-                 "folds": folds, "run_folds": run_folds},
+        "grid": resolved_grid,
         "seeds": seeds,
         "resources": _resources(grid),
         "report": _report_options(data.get("report")),
@@ -360,6 +385,21 @@ def _flatten_sweep(sweep: Any) -> dict[str, list[Any]]:
     return out
 
 
+def _train_sizes(grid: Mapping[str, Any], sweep: Mapping[str, list[Any]]) -> list[int] | None:
+    sizes = grid.get("train_sizes")
+    if sizes is None:
+        return None
+    if (not isinstance(sizes, list) or not sizes
+            or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes)):
+        raise ConfigError(f"experiment key 'grid.train_sizes' must be a non-empty list of integers >= 1, "
+                          f"got {sizes!r}")
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"experiment key 'grid.train_sizes' lists a size twice: {sizes}")
+    if TRAIN_SIZE_KEY in sweep:
+        raise ConfigError(f"experiment key 'grid.sweep.{TRAIN_SIZE_KEY}': use grid.train_sizes (not both)")
+    return sorted(sizes)
+
+
 def _resources(grid: Mapping[str, Any]) -> dict[str, int | float]:
     out: dict[str, int | float] = {}
     for key, (default, lo, exclusive) in RESOURCE_KEYS.items():
@@ -401,7 +441,10 @@ def _reg_params(name: str) -> set[str]:
 def expand(resolved: Mapping[str, Any]) -> list[RunSpec]:
     """Every run of a resolved experiment, repeat-major, each with a validated config."""
     g = resolved["grid"]
-    sweep: dict[str, list[Any]] = g["sweep"]
+    sweep: dict[str, list[Any]] = dict(g["sweep"])
+    if g.get("train_sizes"):
+        sweep[TRAIN_SIZE_KEY] = list(g["train_sizes"])
+    tune: Mapping[str, list[dict[str, Any]]] = g.get("tune") or {}
     reg_sweep = {k: v for k, v in sweep.items() if k.startswith("regularizer.")}
     other_sweep = {k: v for k, v in sweep.items() if not k.startswith("regularizer.")}
     for key in reg_sweep:
@@ -415,10 +458,11 @@ def expand(resolved: Mapping[str, Any]) -> list[RunSpec]:
         own = {k: v for k, v in entry.items() if k != "name"}
         accepted = _safe_params(name)
         keys = [k for k in reg_sweep if k.split(".", 1)[1] in accepted]
-        for values in itertools.product(*(reg_sweep[k] for k in keys)):
-            params = dict(own)
-            params.update({k.split(".", 1)[1]: v for k, v in zip(keys, values)})
-            methods.append(({"name": name, **params}, params))
+        for candidate in tune.get(name) or [{}]:  # grid.tune: one method per candidate
+            for values in itertools.product(*(reg_sweep[k] for k in keys)):
+                params = {**own, **candidate}
+                params.update({k.split(".", 1)[1]: v for k, v in zip(keys, values)})
+                methods.append(({"name": name, **params}, params))
     combos = [dict(zip(other_sweep, values)) for values in itertools.product(*other_sweep.values())]
 
     specs: list[RunSpec] = []

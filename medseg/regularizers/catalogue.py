@@ -37,3 +37,20 @@ NOT_APPLICABLE = {
     "hierarchical_moe_dropout": "tree gating of hierarchical mixtures of experts",
     "clustering_adaptive_dropout": "clusters fully-connected features of a classifier",
 }
+
+#: ``grid.tune: true`` (see :mod:`medseg.experiments.tuning`): each method's default
+#: candidate strengths, the same number for every method (an equal tuning budget), the
+#: method's default among them. An experiment overrides a list with ``grid.tune_values``.
+TUNING_CANDIDATES: dict[str, list[dict[str, float]]] = {
+    "heuristic": [{"rate": 0.1, "k": 1.0}, {"rate": 0.1, "k": 2.0}, {"rate": 0.2, "k": 2.0}],
+    "dropout": [{"p": 0.05}, {"p": 0.1}, {"p": 0.2}],
+    "spatial_dropout": [{"p": 0.05}, {"p": 0.1}, {"p": 0.2}],
+    "dropblock": [{"p": 0.05}, {"p": 0.1}, {"p": 0.2}],
+    "wcd": [{"keep_ratio": 0.8}, {"keep_ratio": 0.9}, {"keep_ratio": 0.95}],
+    "stochastic_depth": [{"p_last": 0.25}, {"p_last": 0.5}, {"p_last": 0.75}],
+    "focused_dropout": [{"participation": 0.05}, {"participation": 0.1}, {"participation": 0.2}],
+    "gaussian_dropout": [{"p": 0.05}, {"p": 0.1}, {"p": 0.2}],
+    "corrdrop_channel": [{"p": 0.05}, {"p": 0.1}, {"p": 0.2}],
+    "corrdrop_spatial": [{"p": 0.05}, {"p": 0.1}, {"p": 0.2}],
+    "structural_dropout": [{"p": 0.05}, {"p": 0.1}, {"p": 0.2}],
+}

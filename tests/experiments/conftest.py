@@ -60,3 +60,9 @@ def cv_overrides(pancreas_root, cache_dir) -> list[str]:
     """Overrides of a 5-fold cross-validation grid on the tiny set (one method, one repeat)."""
     return [*grid_overrides(pancreas_root, cache_dir), "grid.regularizers=[none]", "grid.repeats=1",
             "grid.folds=5"]
+
+
+@pytest.fixture
+def tiny_overrides(pancreas_root, cache_dir) -> list[str]:
+    """The tiny grid's overrides (data, network, one epoch) for a grid of a test's own."""
+    return grid_overrides(pancreas_root, cache_dir)

@@ -48,7 +48,7 @@ from typing import Any, Sequence
 from ...errors import MedsegError
 from ...io import atomic_dir
 from ..results import FILENAME, best_val_dice, read_results
-from . import markdown, plots
+from . import curve, markdown, plots, tuned
 from .statistics import (BASELINE, DEFAULT_FAILED_BELOW, HEURISTIC, METRICS, Analysis, Comparison,
                          analyse, bootstrap_ci, k_ablations, mean_std, min_p, paired_wilcoxon, per_repeat,
                          per_run, summarize)
@@ -118,12 +118,19 @@ def write_tables(out: Path, a: Analysis) -> None:
 def _document(exp_dir: Path, out: Path, a: Analysis, experiment: Any, qualitative: bool, n_slices: int,
               extra_sections: Sequence[markdown.Section]) -> str:
     """Draw the figures and assemble ``report.md``."""
+    tune = tuned.tuning_of(experiment)
+    if tune:  # grid.tune: the chosen candidates' analysis, also the learning curve's
+        ta, choices = tuned.tuned_analysis(a, tune)
+        tuned.write_files(out, ta, choices)
     lines = markdown.header(exp_dir, a, _planned(experiment)) + markdown.setup(exp_dir, a, experiment)
     lines += markdown.methods(a) + markdown.failed_section(a)
     for dataset in a.datasets:
         lines += markdown.dataset_section(a, dataset, plots.boxplots(out, a, dataset))
         lines += markdown.comparisons_section(a, dataset)
         lines += markdown.labels_section(a, dataset, plots.label_boxplots(out, a, dataset))
+        if tune:
+            lines += tuned.section(ta, choices, tune, dataset)
+        lines += curve.section(out, ta if tune else a, dataset)
         for ab in (ab for ab in k_ablations(a.repeats) if ab["dataset"] == dataset):
             lines += markdown.k_ablation_section(ab, plots.k_ablation(out, ab))
         if qualitative:
