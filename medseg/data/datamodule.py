@@ -115,16 +115,18 @@ class SegmentationDataModule(pl.LightningDataModule):
         return SliceDataset(np.concatenate(images), np.concatenate(labels), transform)
 
     def train_sampler(self) -> ForegroundSampler | None:
-        """``data.foreground_fraction`` > 0: the foreground-aware sampler; 0: None (a plain shuffle).
+        """``data.foreground_fraction`` > 0 or ``train.samples_per_epoch`` set: the foreground-aware
+        sampler (that many draws per epoch); else None (a plain shuffle).
 
         Seeded from torch's seed (``seed_everything``), the same on every DDP rank, so
         that Lightning's sampler wrapper shards one shared list of draws.
         """
         fraction = self.cfg["data"]["foreground_fraction"]
-        if fraction == 0.0:
+        length = self.cfg["train"].get("samples_per_epoch")
+        if fraction == 0.0 and length is None:
             return None
         return ForegroundSampler(len(self.train_set), foreground_groups(self.train_set.labels), fraction,
-                                 seed=int(torch.initial_seed() % (2**63)))
+                                 seed=int(torch.initial_seed() % (2**63)), epoch_length=length)
 
     def train_dataloader(self) -> DataLoader:
         workers = self.cfg["data"]["num_workers"]

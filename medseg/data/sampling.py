@@ -49,17 +49,21 @@ class ForegroundSampler(Sampler[int]):
     """``num_samples`` indices per epoch, a share ``fraction`` forced onto foreground slices.
 
     Args:
-        num_samples: slices in the training set (the epoch length).
+        num_samples: slices in the training set.
         foreground: indices of the slices that contain foreground, or one such array
             per foreground label (:func:`foreground_groups`).
         fraction: probability that a draw is taken from ``foreground`` (0 … 1).
         seed: base seed; epoch ``e`` uses ``(seed, e)``.
+        epoch_length: draws per epoch (default ``num_samples``: one permutation of the
+            slices; more: whole permutations one after the other, cut to this length).
     """
 
-    def __init__(self, num_samples: int, foreground: np.ndarray, fraction: float, seed: int = 0):
+    def __init__(self, num_samples: int, foreground: np.ndarray, fraction: float, seed: int = 0,
+                 epoch_length: int | None = None):
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-        self.num_samples = int(num_samples)
+        self.dataset_size = int(num_samples)
+        self.num_samples = int(num_samples if epoch_length is None else epoch_length)
         groups = foreground if isinstance(foreground, (list, tuple)) else [foreground]
         self.groups = [np.asarray(g, dtype=np.int64) for g in groups if len(g)]
         self.fraction = float(fraction)
@@ -72,7 +76,8 @@ class ForegroundSampler(Sampler[int]):
     def indices(self) -> np.ndarray:
         """The epoch's draws (what :meth:`__iter__` yields)."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
-        order = rng.permutation(self.num_samples)
+        passes = -(-self.num_samples // self.dataset_size)
+        order = np.concatenate([rng.permutation(self.dataset_size) for _ in range(passes)])[:self.num_samples]
         if not self.groups or self.fraction == 0.0:
             return order
         forced = rng.random(self.num_samples) < self.fraction

@@ -175,7 +175,7 @@ def estimate_runs(configs: list[Mapping[str, Any]], split_paths: Mapping[str, Pa
             count_cache[label] = slice_counts(cfg, path)
         counts, note = count_cache[label]
         how.add(note)
-        n_train = counts["train"]
+        n_train = t.get("samples_per_epoch") or counts["train"]
         limit = t["limit_train_batches"]
         if isinstance(limit, int):
             n_train = min(n_train, limit * t["batch_size"])

@@ -95,3 +95,19 @@ def test_several_labels_each_get_at_least_their_share_of_the_forced_draws():
     a = ForegroundSampler(200, [only], 0.33, seed=3).indices()
     b = ForegroundSampler(200, only, 0.33, seed=3).indices()
     np.testing.assert_array_equal(a, b)
+
+
+def test_epoch_length_cycles_whole_permutations_and_defaults_to_one_pass():
+    n = 10
+    plain = ForegroundSampler(n, np.arange(3), 0.0, seed=5).indices()
+    # the default stream is one seeded permutation (what every earlier run drew)
+    expected = np.random.default_rng(np.random.SeedSequence([5, 0])).permutation(n)
+    assert plain.tolist() == expected.tolist()
+    assert ForegroundSampler(n, np.arange(3), 0.0, seed=5, epoch_length=n).indices().tolist() == plain.tolist()
+    long = ForegroundSampler(n, np.arange(3), 0.0, seed=5, epoch_length=25)
+    draws = long.indices()
+    assert len(long) == len(draws) == 25
+    assert sorted(draws[:10]) == sorted(draws[10:20]) == list(range(n))  # whole passes first
+    assert len(set(draws[20:])) == 5
+    short = ForegroundSampler(n, np.arange(3), 0.0, seed=5, epoch_length=4).indices()
+    assert short.tolist() == plain[:4].tolist()
