@@ -51,6 +51,16 @@ def check_int(name: str, value: Any, low: int | None, high: int | None = None) -
     return int(value)
 
 
+#: the largest seed every random number generator medseg seeds accepts (NumPy's legacy
+#: ``RandomState``, ``random``, torch, Lightning's ``seed_everything``): seeds are in [0, 2**32 − 1]
+SEED_MAX = 2 ** 32 - 1
+
+
+def check_seed(name: str, value: Any) -> int:
+    """Return ``int(value)`` if it is a seed, an integer in ``[0, 2**32 − 1]`` (:data:`SEED_MAX`), else raise."""
+    return check_int(name, value, 0, SEED_MAX)
+
+
 def check_bool(name: str, value: Any) -> bool:
     """Return ``value`` if it is ``True`` or ``False`` (not 0/1, not a string), else raise."""
     if not isinstance(value, bool):
