@@ -94,10 +94,10 @@ def _check_args(args: argparse.Namespace, names: list[str], available: dict[str,
                           f"(available: {', '.join(available)})")
     if args.repeats is not None and args.repeats < 1:
         raise ConfigError(f"bench --repeats must be >= 1, got {args.repeats}")
-    if args.out.exists() and not args.force:
-        raise ConfigError(f"bench --out {args.out} exists (use --force to replace it)")
-    if args.out.exists() and args.out.is_dir():
-        raise ConfigError(f"bench --out {args.out} is a directory")
+    from ..io import check_output_file
+
+    # an existing file only with --force; never a folder, device, FIFO, socket or link
+    check_output_file(args.out, force=args.force, what="benchmark results")
     try:
         device = torch.device(args.device)
     except RuntimeError:

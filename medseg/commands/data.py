@@ -97,7 +97,14 @@ def _register_synth(jobs: argparse._SubParsersAction) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    from ..checks import check_seed
     from ..data import synth_abdomen, synth_bagls, synth_pancreas
+    from ..errors import MedsegError
+
+    try:  # before anything is written
+        check_seed("--seed", args.seed)
+    except ValueError as exc:
+        raise MedsegError(str(exc)) from None
 
     start = time.perf_counter()
     if args.dataset == "abdomen":
@@ -208,20 +215,13 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _check_output_file(out: str, force: bool, protected: list[str]) -> None:
-    """Refuse to write ``out`` over an input (even with --force), a folder, or any existing
-    file without --force."""
-    from pathlib import Path
+    """Refuse to write ``out`` over an input (even with --force: the same file by path or
+    device/inode, also through a link), a folder, a device, FIFO, socket or link (even with
+    --force), or any existing file without --force (:func:`medseg.io.check_output_file`)."""
+    from ..io import check_output_file
 
-    from ..errors import MedsegError
-
-    target = Path(out)
-    for path in protected:
-        if target.exists() and Path(path).exists() and target.resolve() == Path(path).resolve():
-            raise MedsegError(f"{out}: is the config file read by this command; refusing to overwrite it")
-    if target.is_dir():
-        raise MedsegError(f"{out}: is a folder; give a file name for the split")
-    if target.exists() and not force:
-        raise MedsegError(f"{out}: exists (use --force to overwrite)")
+    check_output_file(out, force=force, inputs=[(p, "the config file") for p in protected[:1]]
+                      + [(p, "the split file") for p in protected[1:]], what="split")
 
 
 # ----------------------------------------------------------------------------- split
@@ -253,6 +253,8 @@ def _run_split(args: argparse.Namespace) -> int:
 
     _check_output_file(args.out, args.force, protected=[args.config])
     cfg = load_config(args.config, args.overrides)
+    if cfg["data"].get("split_file"):  # the split file the config reads is an input too
+        _check_output_file(args.out, args.force, protected=[args.config, cfg["data"]["split_file"]])
     split = make_split(cfg["data"])
     save_split(split, args.out)
     print(f"{args.out}: train {len(split['train'])}, val {len(split['val'])}, "

@@ -67,7 +67,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import DataError
-from ..io import atomic_dir, mark_folder
+from ..io import atomic_dir, atomic_write_image, mark_folder
 from .geometry import Geometry
 from .synth_pancreas import (HU_MIN, HU_MAX, MARKER, Around, Between, _check_out, _ellipse,
                              _ellipsoid_profile, _rng)
@@ -550,12 +550,10 @@ def stored_images(ph: AbdomenPhantom) -> tuple[list, object]:
 
 
 def _write_case(ph: AbdomenPhantom, images_dir: Path, labels_dir: Path) -> None:
-    import SimpleITK as sitk
-
     images, label = stored_images(ph)
     for k, img in enumerate(images):
-        sitk.WriteImage(img, str(images_dir / f"{ph.name}_{k:04d}{FILE_ENDING}"), useCompression=True)
-    sitk.WriteImage(label, str(labels_dir / f"{ph.name}{FILE_ENDING}"), useCompression=True)
+        atomic_write_image(images_dir / f"{ph.name}_{k:04d}{FILE_ENDING}", img, True)  # checked
+    atomic_write_image(labels_dir / f"{ph.name}{FILE_ENDING}", label, True)
 
 
 def dataset_json(num_training: int) -> dict:

@@ -70,7 +70,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import DataError
-from ..io import atomic_dir, mark_folder, refuse_cwd_or_parent, refuse_strangers
+from ..io import atomic_dir, atomic_write_image, mark_folder, refuse_cwd_or_parent, refuse_strangers
 from .geometry import Geometry
 
 HU_MIN, HU_MAX = -1024.0, 3071.0
@@ -820,10 +820,8 @@ def stored_label(ph: PancreasPhantom, storage: str, values: np.ndarray | None = 
 
 
 def _write_nifti(array: np.ndarray, geometry: Geometry, path: Path) -> None:
-    import SimpleITK as sitk
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(geometry.to_sitk(array), str(path), useCompression=True)
+    atomic_write_image(path, geometry.to_sitk(array), True)  # checked: SimpleITK may not raise
 
 
 def _study_folders(ph: PancreasPhantom, seed: int, size_key, style: dict, rng) -> list[str]:

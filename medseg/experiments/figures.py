@@ -6,7 +6,7 @@ predictions side by side (Fig. 2).
 Matplotlib is used through its object API with the Agg canvas (``Figure`` +
 ``FigureCanvasAgg``), never ``pyplot``, so no global backend is switched and nothing
 needs a display. Every figure is written as PNG and SVG (atomically, via
-:func:`medseg.io.atomic_write_with`).
+:func:`medseg.io.atomic_write_from`).
 
 Qualitative figure — the slice rule (stated in the report): for every test case of
 the split, the slice with the largest ground-truth area on the native grid (ties:
@@ -31,7 +31,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..io import atomic_write_with
+from ..io import atomic_write_from
 
 FORMATS = ("png", "svg")
 _BOX_COLOR = "#9ecae1"
@@ -52,8 +52,8 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     for fmt in FORMATS:
         path = stem.with_name(f"{stem.name}.{fmt}")
         meta = {"Date": None} if fmt == "svg" else None
-        atomic_write_with(path, lambda tmp, fmt=fmt, meta=meta: fig.savefig(
-            tmp, format=fmt, bbox_inches="tight", metadata=meta), suffix=f".{fmt}")
+        atomic_write_from(path, lambda buffer, fmt=fmt, meta=meta: fig.savefig(
+            buffer, format=fmt, bbox_inches="tight", metadata=meta))  # checked to the byte
         paths.append(path)
     return paths
 

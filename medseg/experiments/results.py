@@ -24,7 +24,7 @@ others (:func:`labels_of`).
 
 How a run's rows get in, safely (:func:`append_run`):
 
-1. take an exclusive ``fcntl`` lock on ``results.csv.lock`` (so several workers —
+1. take an exclusive ``fcntl`` lock on ``.results.csv.medseg.lock`` (so several workers —
    processes or cluster tasks on a shared file system — serialise their writes);
 2. read the whole file, drop any rows of the same ``run_dir`` (so a run appears
    exactly once, even if it was redone), add the new rows;
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import DataError
-from ..io import atomic_write_text, csv_text
+from ..io import atomic_write_text, csv_text, file_lock, lock_path
 
 COLUMNS = ["dataset", "model", "regularizer", "params", "repeat", "fold", "seed", "case_id", "dice", "iou",
            "hd95", "nsd", "best_val_dice", "run_dir"]
@@ -64,20 +64,16 @@ FILENAME = "results.csv"
 
 @contextlib.contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``<path>.lock`` (no-op where fcntl is missing)."""
-    lock_path = Path(f"{path}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    """Hold an exclusive advisory lock on ``.<name>.medseg.lock`` next to ``path`` (waiting for
+    another writer; a no-op where fcntl is missing). A user's file of that name is refused,
+    never written, truncated or removed (:func:`medseg.io.file_lock`)."""
     try:
-        import fcntl
+        import fcntl  # noqa: F401
     except ImportError:  # pragma: no cover - non-POSIX: single writer assumed
         yield
         return
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with file_lock(lock_path(path)):
+        yield
 
 
 def _num(text: str) -> float:

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import MedsegError
+from ..errors import MedsegError, describe_os_error
 from . import readers, writers
 from .inference import Prediction, Predictor
 from .inputs import PredictInput, check_inputs, discover_inputs, why
@@ -87,7 +87,7 @@ def predict(checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | Predic
                  trained_ending=predictor.file_ending)
     _check_format(cases, wanted.fmt)
     plans = writers.plan_outputs(cases, output, wanted, predictor.passes, naming_of(predictor))
-    writers.check_targets(plans, force)
+    writers.check_targets(plans, force, cases)
     folder = plans[0].folder
     results = _run_staged(predictor, cases, plans, folder, progress)
     return PredictReport(output, results, predictor.checkpoints, predictor.dataset,
@@ -132,9 +132,12 @@ def _run_staged(predictor: Predictor, cases: Sequence[PredictInput], plans: Sequ
             bar.set_postfix_str(inp.name, refresh=False)
             try:
                 results.append(predict_one(predictor, inp, plan, staging))
-            except OSError as exc:  # e.g. disk full while writing
-                raise MedsegError(f"{folder}: cannot write the outputs of {inp.source} "
-                                  f"({why(exc)})") from None
+            except OSError as exc:  # e.g. disk full while writing: name the file asked for
+                name = Path(exc.filename).name if exc.filename else None
+                final = next((p for p in plan.paths.values() if p.name == name), folder)
+                reason = describe_os_error(OSError(exc.errno, exc.strerror or str(exc)))
+                raise MedsegError(f"{final}: cannot write the prediction of {inp.source} "
+                                  f"({reason}); nothing written, earlier files kept") from None
         for plan in plans:  # commit: every case succeeded
             for final in plan.paths.values():
                 os.replace(staging / final.name, final)

@@ -48,7 +48,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataError, MedsegError
-from ..io import atomic_write_with
+from ..io import atomic_write_from, atomic_write_image, check_output_file
 from .inputs import PredictInput
 
 #: --output suffixes that make it a file; the mask kinds each can hold
@@ -197,14 +197,21 @@ def _check_folder(output: Path) -> None:
                           "format; give a .nii.gz, .nii, .png or .dcm file or a folder")
 
 
-def check_targets(plans: Sequence[OutputPlan], force: bool) -> None:
-    """No output may be a folder; an existing file needs ``force``."""
+def check_targets(plans: Sequence[OutputPlan], force: bool,
+                  inputs: Sequence[PredictInput] = ()) -> None:
+    """No output may be a folder, a device, FIFO, socket or link, or a file of an input (any
+    file a DICOM input reads, even through a link or another spelling; refused even with
+    ``force``); no two outputs may share a name; an existing file needs ``force``."""
+    sources = list(dict.fromkeys(p for inp in inputs for p in (inp.source, inp.path, *inp.channels, *inp.files)))
+    seen: dict[Path, Path] = {}
     for plan in plans:
         for target in plan.paths.values():
-            if target.is_dir():
-                raise MedsegError(f"{target}: exists and is a folder")
-            if target.exists() and not force:
-                raise MedsegError(f"{target}: exists (use --force to replace it)")
+            key = Path(os.path.abspath(target))
+            if key in seen:
+                raise MedsegError(f"{target}: two outputs would have this name (inputs with the "
+                                  "same name); predict them into separate folders")
+            seen[key] = target
+            check_output_file(target, force=force, inputs=sources, what="prediction")
 
 
 # --------------------------------------------------------------------------- NIfTI / PNG
@@ -217,7 +224,12 @@ def write_nifti(path: Path, array: np.ndarray, geometry: Any | None, dtype: Any)
     img = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=dtype))
     if geometry is not None:
         geometry.apply_to(img)
-    atomic_write_with(path, lambda tmp: sitk.WriteImage(img, str(tmp), True), suffix=".nii.gz")
+    atomic_write_image(path, img, True, suffix=".nii.gz")
+
+
+def _png_bytes(image: Any) -> Any:
+    """A PIL image as PNG, written to memory (then checked to the byte on disk)."""
+    return lambda buffer: image.save(buffer, format="PNG")
 
 
 def write_label_map(path: Path, labels: np.ndarray, geometry: Any | None) -> None:
@@ -235,13 +247,12 @@ def write_label_map(path: Path, labels: np.ndarray, geometry: Any | None) -> Non
         from PIL import Image
 
         frame = Image.fromarray(array.reshape(array.shape[-2:]), mode="L")
-        atomic_write_with(path, lambda tmp: frame.save(tmp, format="PNG"), suffix=".png")
+        atomic_write_from(path, _png_bytes(frame))
         return
     img = sitk.GetImageFromArray(array)
     if geometry is not None:
         geometry.apply_to(img)
-    atomic_write_with(path, lambda tmp: sitk.WriteImage(img, str(tmp), ending != ".nii"),
-                      suffix=ending)
+    atomic_write_image(path, img, ending != ".nii", suffix=ending)
 
 
 def write_frame_mask(path: Path, mask: np.ndarray) -> None:
@@ -249,7 +260,7 @@ def write_frame_mask(path: Path, mask: np.ndarray) -> None:
     from PIL import Image
 
     img = Image.fromarray((mask > 0).astype(np.uint8) * 255, mode="L")
-    atomic_write_with(path, lambda tmp: img.save(tmp, format="PNG"), suffix=".png")
+    atomic_write_from(path, _png_bytes(img))
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -271,7 +282,7 @@ def write_frame_overlay(path: Path, image: np.ndarray, mask: np.ndarray, alpha: 
     out[m] = (1 - alpha) * out[m] + alpha * np.array([255.0, 0.0, 0.0])
     out[_outline(mask)] = (255.0, 255.0, 0.0)
     pil = Image.fromarray(out.clip(0, 255).astype(np.uint8), mode="RGB")
-    atomic_write_with(path, lambda tmp: pil.save(tmp, format="PNG"), suffix=".png")
+    atomic_write_from(path, _png_bytes(pil))
 
 
 def overlay_slices(mask: np.ndarray, count: int = 3) -> list[int]:
@@ -311,7 +322,7 @@ def write_ct_overlay(path: Path, name: str, hu: np.ndarray, mask: np.ndarray, wi
         ax.set_axis_off()
     fig.suptitle(f"{name}: predicted mask, window {window[0]:g}…{window[1]:g} HU", fontsize=10)
     fig.tight_layout()
-    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+    atomic_write_from(path, lambda buffer: fig.savefig(buffer, format="png"))
 
 
 def display_window(channel: np.ndarray, scheme: dict[str, Any]) -> tuple[float, float]:
@@ -362,7 +373,7 @@ def write_labels_overlay(path: Path, name: str, image: np.ndarray, mask: np.ndar
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.suptitle(f"{name}: predicted labels", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / (3.4 * len(picks) + 1.4), 1))
-    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+    atomic_write_from(path, lambda buffer: fig.savefig(buffer, format="png"))
 
 
 # --------------------------------------------------------------------------- DICOM SEG
@@ -498,7 +509,7 @@ def write_dicom_seg(path: Path, mask: np.ndarray, sources: Sequence[Path], *, da
     with warnings.catch_warnings():  # highdicom's advice on the source's person-name style
         warnings.simplefilter("ignore", UserWarning)
         seg = _segmentation(hd, images, pixels, segments, algorithm, __version__, label)
-    atomic_write_with(path, lambda tmp: seg.save_as(str(tmp)), suffix=".dcm")
+    atomic_write_from(path, lambda buffer: seg.save_as(buffer))
 
 
 def _segmentation(hd: Any, images: list, pixels: np.ndarray, segments: list, algorithm: str,

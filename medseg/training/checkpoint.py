@@ -35,7 +35,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ..errors import CheckpointError
-from ..io import atomic_path
+from ..io import atomic_write_bytes
 
 FORMAT = 1
 #: DICOM Modality of each built-in dataset's images, recorded in every checkpoint (``medseg
@@ -124,7 +124,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     problem = metadata_problem(meta)
     if problem is not None:
         raise CheckpointError(f"{p}: damaged medseg metadata ({problem})")
+    problem = weights_not_finite(ckpt["state_dict"])
+    if problem is not None:
+        raise CheckpointError(f"{p}: refused to load: {problem}")
     return {"medseg": meta, "state_dict": ckpt["state_dict"], "epoch": ckpt.get("epoch")}
+
+
+def weights_not_finite(state_dict: Any) -> str | None:
+    """Why a checkpoint's ``state_dict`` cannot hold trained weights (None: it can): an entry
+    that is not a tensor, or a floating-point tensor with NaN or infinite values (a diverged
+    or damaged training gives NaN maps, never a segmentation)."""
+    if not isinstance(state_dict, Mapping):
+        return "its state_dict is not a mapping of tensors"
+    for name, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            return f"state_dict entry '{name}' is not a tensor"
+        if value.is_floating_point() or value.is_complex():
+            bad = int(value.numel() - torch.isfinite(value).sum())
+            if bad:
+                return f"weight '{name}' holds {bad} NaN/infinite value(s)"
+    return None
 
 
 #: what the metadata must hold: section → {key: accepted types}
@@ -150,9 +169,28 @@ def metadata_problem(meta: Mapping[str, Any]) -> str | None:
     if meta["preprocessing"]["dataset"] == "pancreas" and not (
             isinstance(meta["preprocessing"].get("window"), list) and len(meta["preprocessing"]["window"]) == 2):
         return "'preprocessing.window' is missing"
+    window = meta["preprocessing"].get("window")
+    if window is not None and not _window_ok(window):
+        return f"'preprocessing.window' must be two finite numbers, low < high, got {window!r}"
     if not isinstance(meta.get("out_channels"), int) or isinstance(meta.get("out_channels"), bool):
         return "'out_channels' is missing or not an int"
+    for name, value in (("preprocessing.channels", meta["preprocessing"]["channels"]),
+                        ("out_channels", meta["out_channels"]), ("model.base_channels", meta["model"]["base_channels"]),
+                        ("model.depth", meta["model"]["depth"])):
+        if value < 1:
+            return f"'{name}' must be >= 1, got {value}"
     return None
+
+
+def _window_ok(window: Any) -> bool:
+    """Two finite real numbers, low < high (a window no trained checkpoint can hold otherwise)."""
+    import math
+
+    if not isinstance(window, list) or len(window) != 2:
+        return False
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in window):
+        return False
+    return all(math.isfinite(v) for v in window) and window[0] < window[1]
 
 
 def build_model_from_checkpoint(path: str | os.PathLike):
@@ -192,9 +230,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} does not take storage_options")
         buffer = io.BytesIO()  # serialise first: torch's writer reports a full disk as RuntimeError
         torch.save(checkpoint, buffer)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(buffer.getbuffer())
+        atomic_write_bytes(path, buffer.getbuffer())  # checked to the byte before the rename
 
 
 def remove_partial_saves(folder: str | os.PathLike) -> list[Path]:
@@ -220,6 +256,8 @@ def _resume_candidate(path: Path, cfg: Mapping[str, Any]) -> tuple[tuple[int, in
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in TRAINING_STATE):
         return (-1, -1), "incomplete (no training state)"
     problem = compatibility_problem(ckpt.get("medseg"), cfg, ("preprocessing", "model", "regularizer"))
+    if problem is None:
+        problem = weights_not_finite(ckpt["state_dict"])
     if problem is None:
         problem = _weights_problem(ckpt["state_dict"], cfg)
     return (int(ckpt["epoch"]), int(ckpt["global_step"])), problem
