@@ -43,7 +43,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -54,7 +54,7 @@ from ..data.splits import load_split, resolve_split, save_split
 from ..errors import CheckpointError, ConfigError, MedsegError
 from ..io import (_is_cwd_or_parent, atomic_dir, atomic_write_bytes, atomic_write_text,
                   check_removable, csv_text, folder_kind, folder_lock, mark_folder,
-                  remove_medseg_folder, replace_dir)
+                  remove_medseg_folder, replace_dir, stale_temporaries)
 from .checkpoint import (AtomicCheckpointIO, compatibility_problem, load_checkpoint,
                          newest_complete_checkpoint, remove_partial_saves)
 from .module import SegmentationModule
@@ -114,14 +114,76 @@ def _history_csv_logger():
 
 
 def HistoryCSVLogger(*args, **kwargs):  # noqa: N802 - a class factory (imports Lightning lazily)
-    return _history_csv_logger()(*args, **kwargs)
+    return _checked_logger(_history_csv_logger(), lambda lg: os.path.join(lg.log_dir, "metrics.csv"))(
+        *args, **kwargs)
+
+
+def _os_error_in(exc: BaseException | None) -> OSError | None:
+    """The OSError behind ``exc`` (itself, or its cause or context, as loggers wrap it)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _checked_logger(base: type, where: Callable[[Any], str]) -> type:
+    """``base`` (a Lightning logger) whose write failures (a full disk, a file size limit,
+    an I/O error: Lightning's TensorBoard logger turns them into a ValueError about the
+    value logged) are one :class:`MedsegError` naming the log file or folder. After an
+    earlier failure, ``finalize`` only closes quietly (its flush would fail again)."""
+
+    def failure(self, exc: BaseException) -> BaseException:
+        from ..errors import describe_os_error
+
+        found = _os_error_in(exc)
+        if found is None:
+            return exc
+        reason = describe_os_error(OSError(found.errno, found.strerror or str(found)))
+        return MedsegError(f"{str(where(self)).rstrip(os.sep)}: cannot write the "
+                           f"training log ({reason})")
+
+    def checked(name: str):
+        method = getattr(base, name)
+
+        def call(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a logger's write failed
+                mapped = failure(self, exc)
+                if mapped is exc:
+                    raise
+                raise mapped from None
+
+        call.__name__ = name
+        return call
+
+    def finalize(self, status: str) -> None:
+        try:
+            base.finalize(self, status)
+        except Exception as exc:  # noqa: BLE001
+            mapped = failure(self, exc)
+            if status == "success" and mapped is not exc:
+                raise mapped from None
+            if status == "success":
+                raise
+
+    return type(f"Checked{base.__name__}", (base,), {
+        **{n: checked(n) for n in ("log_metrics", "log_hyperparams", "save")}, "finalize": finalize})
+
+
+def CheckedTensorBoardLogger(*args, **kwargs):  # noqa: N802 - a class factory (imports Lightning lazily)
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    return _checked_logger(TensorBoardLogger, lambda lg: lg.log_dir)(*args, **kwargs)
 
 
 def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool = True,
                  for_eval: bool = False):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-    from pytorch_lightning.loggers import TensorBoardLogger
 
     t = cfg["train"]
     callbacks, loggers = [], False
@@ -138,7 +200,7 @@ def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool
         ))
         callbacks.append(LearningRateMonitor(logging_interval="step"))  # `lr-Adam` in the logs
         loggers = [HistoryCSVLogger(run_dir, name="logs", version=""),
-                   TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False)]
+                   CheckedTensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False)]
     return pl.Trainer(
         accelerator=t["accelerator"], devices=t["devices"] if not for_eval else 1,
         strategy=t["strategy"] if not for_eval else "auto",
@@ -243,14 +305,17 @@ def _has_checkpoint(work: Path) -> bool:
 
 
 def _recover_swap(run_dir: Path) -> None:
-    """Finish or undo a promotion that was killed between its two renames."""
-    old = run_dir.with_name(f".{run_dir.name}.old")
-    if not old.is_dir() or folder_kind(old) != "run":
-        return
-    if not run_dir.exists():
-        os.replace(old, run_dir)
-    else:
-        remove_medseg_folder(old, "run", RUN_ENTRIES)
+    """Finish or undo a promotion that was killed between its two renames: only medseg's
+    own uniquely named backups of this run (:func:`~medseg.io.stale_temporaries`, a run
+    folder by its marker) — a user's ``.<name>.old`` is never touched."""
+    for old in stale_temporaries(run_dir, "old"):
+        if folder_kind(old) != "run":
+            continue
+        if not os.path.lexists(run_dir):
+            os.replace(old, run_dir)
+        else:
+            with contextlib.suppress(MedsegError, OSError):
+                remove_medseg_folder(old, "run", RUN_ENTRIES)
 
 
 @dataclass
