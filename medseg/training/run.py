@@ -174,10 +174,28 @@ def _checked_logger(base: type, where: Callable[[Any], str]) -> type:
         **{n: checked(n) for n in ("log_metrics", "log_hyperparams", "save")}, "finalize": finalize})
 
 
+def _quiet_writer_threads(writer: Any) -> None:
+    """TensorBoard writes its events from a thread that, on a full disk, also prints its
+    traceback when it ends; the failure is reported by the next log call (as one line),
+    so that thread's own report is silenced."""
+    writers = list(getattr(writer, "all_writers", {}).values()) or [getattr(writer, "file_writer", None)]
+    for fw in writers:
+        worker = getattr(getattr(getattr(fw, "event_writer", None), "_async_writer", None), "_worker", None)
+        if worker is not None and hasattr(worker, "_invoke_excepthook"):
+            worker._invoke_excepthook = lambda thread: None
+
+
 def CheckedTensorBoardLogger(*args, **kwargs):  # noqa: N802 - a class factory (imports Lightning lazily)
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    return _checked_logger(TensorBoardLogger, lambda lg: lg.log_dir)(*args, **kwargs)
+    class QuietTensorBoardLogger(TensorBoardLogger):
+        @property
+        def experiment(self):
+            writer = TensorBoardLogger.experiment.fget(self)
+            _quiet_writer_threads(writer)
+            return writer
+
+    return _checked_logger(QuietTensorBoardLogger, lambda lg: lg.log_dir)(*args, **kwargs)
 
 
 def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool = True,
