@@ -383,7 +383,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         replace_dir(tmp, path)
     except OSError as exc:  # name the file the user will look for, not the staging folder's
         shutil.rmtree(tmp, ignore_errors=True)
-        inside = _inside(exc.filename, tmp, path)
+        inside = str(path) if exc.filename is None else _inside(exc.filename, tmp, path)
         if inside is not None:
             raise OSError(exc.errno, exc.strerror or str(exc), inside) from None
         raise
