@@ -253,17 +253,42 @@ def _reconcile(out_dir: Path, old: Mapping[str, Any], plan: list[RunSpec]) -> in
     return results_mod.prune(out_dir / results_mod.FILENAME, lambda r: r["run_dir"] in same)
 
 
-def ensure_splits(out_dir: Path, resolved: Mapping[str, Any]) -> dict[str, Path]:
-    """Draw (once) and return the shared split file of every dataset of the grid."""
-    from ..data.splits import full_split, load_split, save_split
+def check_splits(out_dir: Path, resolved: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Before anything is written: every recorded split file is a split of its dataset; a
+    split file that finished runs were trained on is still there — never redrawn silently (a
+    new draw could differ: scans added to or removed from the data root); the splits still to
+    draw are drawn now, in memory. Returns dataset label → a new split to save."""
+    from ..data.splits import full_split, load_split
 
+    finished: dict[str, set[str]] = {}
+    for r in results_mod.read_results(out_dir / results_mod.FILENAME):
+        finished.setdefault(r["dataset"], set()).add(r["run_dir"])
+    drawn = {}
+    for label, cfg in resolved["datasets"].items():
+        path = out_dir / split_file_name(resolved, label)
+        if path.exists() or path.is_symlink():
+            load_split(path, cfg["data"]["dataset"])  # names the file and the problem
+        elif finished.get(label):
+            raise MedsegError(f"{path}: missing, but {len(finished[label])} finished run(s) of this experiment "
+                              "were trained and tested on it; a new draw could differ, so it is not redrawn: "
+                              "restore the file, or run the experiment into a new --out")
+        else:
+            drawn[label] = full_split(cfg["data"])
+    return drawn
+
+
+def ensure_splits(out_dir: Path, resolved: Mapping[str, Any],
+                  drawn: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Path]:
+    """Save the splits ``drawn`` by :func:`check_splits` (drawing any still missing) and
+    return the shared split file of every dataset of the grid."""
+    from ..data.splits import full_split, save_split
+
+    drawn = dict(drawn or {})
     paths = {}
     for label, cfg in resolved["datasets"].items():
         path = out_dir / split_file_name(resolved, label)
-        if path.is_file():
-            load_split(path, cfg["data"]["dataset"])  # checks it
-        else:
-            save_split(full_split(cfg["data"]), path)
+        if not path.is_file():
+            save_split(drawn.get(label) or full_split(cfg["data"]), path)
         paths[label] = path.resolve()
     return paths
 
@@ -348,12 +373,13 @@ def _run_experiment_locked(resolved, out_dir, *, backend, backend_options, force
     plan = expand(resolved)
     be = get_backend(backend, **dict(backend_options or {}))
     old = check_folder(out_dir, resolved, force)
+    drawn = check_splits(out_dir, resolved)  # every check (and draw) before the first write
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_folder(out_dir, "experiment")
     if old is not None:
         _reconcile(out_dir, old, plan)
     write_experiment_file(out_dir, resolved)
-    splits = ensure_splits(out_dir, resolved)
+    splits = ensure_splits(out_dir, resolved, drawn)
 
     results_path = out_dir / results_mod.FILENAME
     done = results_mod.finished_runs(results_path)
