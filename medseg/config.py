@@ -182,9 +182,29 @@ def _model_name(key: str, v: Any) -> str:
 
 
 def _devices(key: str, v: Any) -> Any:
-    if v == "auto" or isinstance(v, list):
+    """``auto``, a device count >= 1, or a non-empty list of distinct device indices (>= 0)."""
+    if v == "auto":
         return v
+    if isinstance(v, (list, tuple)):
+        out = [_int(lo=0)(key, d) for d in v]
+        if not out or len(set(out)) != len(out):
+            raise ConfigError(f"config key '{key}' must be auto, a count >= 1 or a non-empty list of "
+                              f"distinct device indices, got {v!r}")
+        return out
     return _int(lo=1)(key, v)
+
+
+def _strategy(key: str, v: Any) -> str:
+    """A strategy name Lightning knows (``auto``, ``ddp``, ``ddp_spawn``, ``fsdp``, …)."""
+    v = _str()(key, v)
+    if v == "auto":
+        return v
+    from pytorch_lightning.strategies import StrategyRegistry  # local: Lightning is slow to import
+
+    if v not in StrategyRegistry.available_strategies():
+        raise ConfigError(f"config key '{key}' must be auto or a Lightning strategy (ddp, ddp_spawn, fsdp, "
+                          f"deepspeed, single_device, …), got {v!r}")
+    return v
 
 
 def _limit(key: str, v: Any) -> Any:
@@ -257,7 +277,7 @@ class DataConfig(Section):
     merge_tumour: bool = key(True, _bool, "MSD layout: merge label 2 (tumour) into pancreas (false: "
                              "pancreas and tumour are two classes)")
     channels: int = key(1, _choice(1, 3), "input channels the network sees (BAGLS RGB frames: 1 = grayscale, 3 = RGB)")
-    split_seed: int = key(0, _int(lo=0), "seed of the subset/split draw (recorded in split.json)")
+    split_seed: int = key(0, _int(lo=0, hi=SEED_MAX), "seed of the subset/split draw (recorded in split.json)")
     split_file: str | None = key(None, _str(optional=True),
                                  "use this split.json instead of drawing one (experiment grids share one)")
     cache_dir: str = key("data/cache", _str(), "where prepared 2D slices are stored")
@@ -360,7 +380,7 @@ class TrainConfig(Section):
     poly_exponent: float = key(0.9, _float(lo=0.0), "exponent of the poly schedule (nnU-Net: 0.9)")
     accelerator: str = key("auto", _choice("auto", "cpu", "gpu", "cuda", "mps"), "Lightning accelerator")
     devices: int | str | list = key(1, _devices, "devices per node (int, list or auto)")
-    strategy: str = key("auto", _str(), "Lightning strategy: auto | ddp | ddp_spawn | …")
+    strategy: str = key("auto", _strategy, "Lightning strategy: auto | ddp | ddp_spawn | …")
     num_nodes: int = key(1, _int(lo=1), "nodes (multi-node DDP, e.g. under SLURM)")
     precision: str = key("auto", _choice("auto", "32", "32-true", "16-mixed", "bf16-mixed"),
                          "auto: 16-mixed on GPU, 32 on CPU")
@@ -401,7 +421,7 @@ class RunConfig:
     ``RunConfig.from_mapping(raw).as_dict()`` is what :func:`validate` returns.
     """
 
-    seed: int = key(0, _int(lo=0), "seed of the run: weights, augmentation, dropout masks")
+    seed: int = key(0, _int(lo=0, hi=SEED_MAX), "seed of the run: weights, augmentation, dropout masks")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
@@ -416,7 +436,7 @@ class RunConfig:
                 raise ConfigError(f"config key '{name}' is unknown (known: {', '.join(known)})")
         out = cls(**{name: SECTION_TYPES[name].from_mapping(raw[name]) for name in SECTIONS if name in raw})
         if "seed" in raw:
-            out.seed = _int(lo=0)("seed", raw["seed"])
+            out.seed = _int(lo=0, hi=SEED_MAX)("seed", raw["seed"])
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -447,7 +467,18 @@ def validate(raw: Mapping[str, Any], *, require_data: bool = True) -> dict[str, 
     """Check every key (:class:`RunConfig`), fill defaults, return the resolved config as a dict."""
     cfg = RunConfig.from_mapping(raw)
     _check_data(cfg.data, require_data)
+    _check_size_for_depth(cfg.data, cfg.model)
     return cfg.as_dict()
+
+
+def _check_size_for_depth(data: DataConfig, model: ModelConfig) -> None:
+    """The slice size must survive the network's down-sampling: H and W divisible by
+    2**model.depth (every model of the registry pools by 2 per stage and refuses other sizes)."""
+    factor = 2 ** model.depth
+    if any(v % factor for v in data.size):
+        raise ConfigError(f"config key 'data.size' {list(data.size)} must be divisible by 2**model.depth "
+                          f"= {factor} (model.depth {model.depth}): lower model.depth or choose a size "
+                          f"that is a multiple of {factor}")
 
 
 def _check_data(data: DataConfig, require_data: bool) -> None:

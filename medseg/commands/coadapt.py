@@ -43,7 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checks import check_seed
+    from ..errors import MedsegError
     from ..experiments.coadapt import parse_fractions, run_coadapt
+
+    try:  # before any run is read or anything written
+        check_seed("--seed", args.seed)
+    except ValueError as exc:
+        raise MedsegError(str(exc)) from None
 
     path = run_coadapt(args.runs, fractions=parse_fractions(args.fractions), draws=args.draws,
                        seed=args.seed, out=getattr(args, "out", None), force=args.force, progress=not args.no_progress)

@@ -57,6 +57,17 @@ class CheckReport:
         return f"FAILED: {self.failed} of {self.cases} cases{extra}"
 
 
+def printable(line: str) -> str:
+    """A report line that can always be printed: a file name's bytes that are not UTF-8
+    (kept by Python as surrogates, which printing refuses) shown as ``\\xff``."""
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _printable(report: "CheckReport") -> "CheckReport":
+    report.problems = [printable(line) for line in report.problems]
+    return report
+
+
 def _empty(root: Path) -> bool:
     return not any(not c.name.startswith(".") for c in root.iterdir())
 
@@ -147,7 +158,7 @@ def check_dataset(dataset: str, root: str | os.PathLike, layout: str = "auto", *
         report.dataset_problems = 1
         return report
     if dataset == "nnunet":
-        return check_nnunet(r, progress)
+        return _printable(check_nnunet(r, progress))
     refs: list[CaseRef] = []
     try:
         if layout == "auto":
@@ -175,4 +186,4 @@ def check_dataset(dataset: str, root: str | os.PathLike, layout: str = "auto", *
         if found_problems:
             report.failed += 1
             report.problems.extend(found_problems)
-    return report
+    return _printable(report)

@@ -36,6 +36,7 @@ check, :func:`medseg.data.dicom.truncation`), NaN voxels, …
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,15 @@ sitk.ProcessObject_SetGlobalWarningDisplay(False)
 #: suffixes read with SimpleITK rather than as DICOM
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 
+#: voxel sizes (mm) a scanner can produce: 0.1 µm to 10 m; beyond is a damaged header
+SPACING_RANGE = (1e-4, 1e4)
+#: RescaleSlope of a CT slice (HU per stored unit) and the largest |RescaleIntercept| (HU):
+#: outside, the HU of the volume are NaN, constant or beyond any tissue
+RESCALE_SLOPE_RANGE = (1e-3, 1e3)
+RESCALE_INTERCEPT_MAX = 1e5
+#: PhotometricInterpretation of a grayscale CT slice (PALETTE COLOR, RGB, YBR_… are not CT)
+GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
+
 #: a slice's distance to its neighbour may deviate this much (fraction of the mean)
 _SPACING_TOLERANCE = 0.1
 #: ImageOrientationPatient cosines: |length - 1| and |row · column| up to this
@@ -65,7 +75,9 @@ _TILT_TOLERANCE_DEG = 0.5
 def _numbers(path: Path, ds, tag: str, count: int, default=None) -> np.ndarray | None:
     """A numeric DICOM attribute (``count`` values) as float64; bad values are a DataError."""
     try:
-        value = getattr(ds, tag, None)
+        with warnings.catch_warnings():  # pydicom warns of an invalid DS ('NaN'); the check below names it
+            warnings.simplefilter("ignore")
+            value = getattr(ds, tag, None)
     except (TypeError, ValueError):  # pydicom converts DS/IS values on access
         raise DataError(f"{path}: DICOM {tag} is not numeric") from None
     if value is None or value == "":
@@ -95,16 +107,154 @@ def _sitk_message(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+# ----------------------------------------------------------------------------- sanity
+def shown_name(path: str | os.PathLike) -> str:
+    """``path`` as text that can always be printed: bytes that are not UTF-8 as ``\\xff``."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def itk_filename(path: str | os.PathLike) -> str:
+    """``path`` as the string handed to ITK; DataError when it is not valid UTF-8.
+
+    ITK cannot open such a name: SimpleITK aborts the whole process (SIGABRT) on the
+    surrogate-escaped string Python makes of it, so it is refused before ITK sees it.
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{shown_name(path)}: file name is not valid UTF-8 (the file system's "
+                        "encoding); rename the file") from None
+    return name
+
+
+def check_spacing(path: str | os.PathLike, spacing, what: str = "spacing") -> None:
+    """DataError unless every voxel size is finite and in :data:`SPACING_RANGE` (mm)."""
+    lo, hi = SPACING_RANGE
+    values = [float(v) for v in spacing]
+    if not all(np.isfinite(v) and lo <= v <= hi for v in values):
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise DataError(f"{shown_name(path)}: {what} ({shown}) is not a voxel size a scanner "
+                        f"produces (each must be a finite number in [{lo:g}, {hi:g}] mm)")
+
+
+def check_geometry(path: str | os.PathLike, geometry: Geometry) -> None:
+    """DataError unless the grid is physical: voxel sizes in range, origin and direction finite."""
+    check_spacing(path, geometry.spacing)
+    if not (np.all(np.isfinite(geometry.origin)) and np.all(np.isfinite(geometry.direction))):
+        raise DataError(f"{shown_name(path)}: origin or direction is not finite")
+
+
+def _memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 1 << 40
+
+
+def check_allocation(path: str | os.PathLike, shape, bytes_per_voxel: int = 12) -> None:
+    """DataError when an image of ``shape`` voxels cannot be held in memory (checked from the
+    header, before anything is allocated). ``bytes_per_voxel``: what reading costs per voxel
+    (the decoded buffer plus its float32 copy)."""
+    voxels = 1
+    for v in shape:
+        voxels *= int(v)
+    need, have = voxels * bytes_per_voxel, _memory_bytes()
+    if need > have:
+        dims = "×".join(str(int(v)) for v in shape)
+        raise DataError(f"{shown_name(path)}: image size {dims} ({voxels:.3g} voxels) cannot be "
+                        f"allocated: reading it needs {need / 2**30:.3g} GiB, this machine has "
+                        f"{have / 2**30:.3g} GiB")
+
+
+#: NIfTI datatype codes of complex and colour voxels (no medseg reader takes them)
+_NIFTI_COMPLEX = {32: "complex64", 1792: "complex128", 2048: "complex256"}
+_NIFTI_COLOUR = {128: "RGB", 2304: "RGBA"}
+
+
+def nifti_header_problem(path: str | os.PathLike) -> str | None:
+    """What is physically impossible in a NIfTI file's header as stored (None: nothing).
+
+    Read raw, because ITK and nibabel both replace a zero or NaN ``pixdim`` with 1 and
+    read a volume whose ``dim`` holds 0 as one slice: a dimension of 0 (no slices), voxel
+    sizes that are not finite and positive, a non-finite orientation, complex or colour
+    voxels, and an uncompressed file shorter than its voxel data.
+    """
+    import gzip
+
+    import nibabel as nib
+
+    name = Path(path).name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return None
+    try:
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            raw = fh.read(540)
+        size = int.from_bytes(raw[:4], "little")
+        if size not in (348, 540):
+            size = int.from_bytes(raw[:4], "big")
+        klass = nib.Nifti2Header if size == 540 else nib.Nifti1Header
+        header = klass.from_fileobj(__import__("io").BytesIO(raw), check=False)
+        dim = [int(v) for v in header["dim"]]
+        pixdim = [float(v) for v in header["pixdim"]]
+        code = int(header["datatype"])
+    except Exception:  # noqa: BLE001 - a header ITK accepted but nibabel cannot parse: ITK decides
+        return None
+    n = dim[0]
+    if not 1 <= n <= 7:
+        return None  # ITK reports a bad header itself
+    sizes = dim[1:n + 1]
+    if any(v < 1 for v in sizes):
+        what = "no slices" if n >= 3 and sizes[2] < 1 and all(v >= 1 for v in sizes[:2]) else "no voxels"
+        return f"the volume has {what} (NIfTI dim {sizes})"
+    spatial = pixdim[1:min(n, 3) + 1]
+    lo, hi = SPACING_RANGE
+    if not all(np.isfinite(v) and lo <= v <= hi for v in spatial):
+        return (f"voxel size (NIfTI pixdim {', '.join(f'{v:g}' for v in spatial)}) is not one a scanner "
+                f"produces (each must be a finite number in [{lo:g}, {hi:g}] mm)")
+    affine = [float(v) for key in ("srow_x", "srow_y", "srow_z") for v in header[key]]
+    affine += [float(header[k]) for k in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y",
+                                          "qoffset_z")]
+    if not np.all(np.isfinite(affine)):
+        return "the orientation (NIfTI qform/sform) is not finite"
+    if code in _NIFTI_COMPLEX:
+        return f"complex voxel values ({_NIFTI_COMPLEX[code]}), not an image of real numbers"
+    if code in _NIFTI_COLOUR:
+        return f"colour voxels ({_NIFTI_COLOUR[code]}), not a grayscale volume"
+    if not name.endswith(".gz"):
+        voxels = int(np.prod([float(v) for v in sizes]))
+        need = int(float(header["vox_offset"])) + voxels * max(int(header["bitpix"]), 1) // 8
+        have = Path(path).stat().st_size
+        if have < need:
+            return f"truncated NIfTI file ({have} bytes, its header promises {need})"
+    return None
+
+
 # ----------------------------------------------------------------------------- files
 def read_sitk_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
-    """``sitk.ReadImage`` with one-line errors naming the file."""
+    """``sitk.ReadImage`` with one-line errors naming the file, after the header's checks:
+    a name ITK can take (:func:`itk_filename`), a physically possible NIfTI header
+    (:func:`nifti_header_problem`), voxel sizes in :data:`SPACING_RANGE` and an image
+    size that can be allocated (:func:`check_allocation`) — all before the voxels are read."""
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{p}: {what} file not found")
+        raise DataError(f"{shown_name(p)}: {what} file not found")
     if not p.is_file():
-        raise DataError(f"{p}: not a file")
+        raise DataError(f"{shown_name(p)}: not a file")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(itk_filename(p))
     try:
-        return sitk.ReadImage(str(p))
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise DataError(f"{p}: unreadable or truncated {what} file ({_sitk_message(exc)})") from None
+    problem = nifti_header_problem(p)
+    if problem is not None:
+        raise DataError(f"{p}: {problem}")
+    check_allocation(p, (*reader.GetSize(), reader.GetNumberOfComponents()))
+    check_spacing(p, reader.GetSpacing())
+    try:
+        return reader.Execute()
     except RuntimeError as exc:
         raise DataError(f"{p}: unreadable or truncated {what} file ({_sitk_message(exc)})") from None
 
@@ -152,6 +302,7 @@ def nifti_nonfinite_count(path: str | os.PathLike) -> int:
 def read_volume_file(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     """A NIfTI (or other ITK) CT volume as float32 (Z, Y, X) and its geometry."""
     arr, geom = sitk_to_volume(read_sitk_image(path, "volume"), path)
+    check_geometry(path, geom)
     arr = arr.astype(np.float32, copy=False)
     bad = max(nifti_nonfinite_count(path), int(arr.size - np.count_nonzero(np.isfinite(arr))))
     if bad:
@@ -189,16 +340,50 @@ def _check_slice(path: Path, ds) -> None:
         raise DataError(f"{path}: multi-frame DICOM files are not supported in a series")
     if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1:
         raise DataError(f"{path}: not a grayscale CT slice (SamplesPerPixel={ds.SamplesPerPixel})")
+    photometric = str(getattr(ds, "PhotometricInterpretation", "") or "").strip().upper()
+    if photometric and photometric not in GRAYSCALE:
+        raise DataError(f"{path}: DICOM PhotometricInterpretation is {photometric}: "
+                        f"{'palette (colour lookup) indices' if photometric.startswith('PALETTE') else 'colour'} "
+                        "pixel data, not a grayscale CT slice")
     problem = truncation(path, ds)  # the one truncation check, shared with medseg predict
     if problem:
         raise DataError(f"{path}: {problem}")
+    _check_voxel_sizes(path, ds)
+    _rescale(path, ds)
+
+
+def _check_voxel_sizes(path: Path, ds) -> None:
+    """PixelSpacing, SliceThickness and SpacingBetweenSlices, where present: finite sizes in
+    :data:`SPACING_RANGE` (0, negative or absurd values are a damaged header)."""
+    for tag, count in (("PixelSpacing", 2), ("SliceThickness", 1), ("SpacingBetweenSlices", 1)):
+        values = _numbers(path, ds, tag, count)
+        if values is not None:
+            check_spacing(path, values, f"DICOM {tag}")
+
+
+def _rescale(path: Path, ds) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) of a slice (defaults 1, 0); DataError for values no CT
+    scanner writes: a slope of 0 (every voxel the same HU), a negative or absurd slope
+    (outside :data:`RESCALE_SLOPE_RANGE`) or intercept (beyond ±:data:`RESCALE_INTERCEPT_MAX`)."""
+    slope = float(_numbers(path, ds, "RescaleSlope", 1, [1.0])[0])
+    intercept = float(_numbers(path, ds, "RescaleIntercept", 1, [0.0])[0])
+    lo, hi = RESCALE_SLOPE_RANGE
+    if slope == 0:
+        raise DataError(f"{path}: DICOM RescaleSlope is 0: every voxel would have the same value")
+    if not lo <= slope <= hi:
+        raise DataError(f"{path}: DICOM RescaleSlope is {slope:g}, not a CT scanner's (HU per stored "
+                        f"unit, in [{lo:g}, {hi:g}])")
+    if abs(intercept) > RESCALE_INTERCEPT_MAX:
+        raise DataError(f"{path}: DICOM RescaleIntercept is {intercept:g}, not a CT scanner's (within "
+                        f"±{RESCALE_INTERCEPT_MAX:g} HU)")
+    return slope, intercept
 
 
 def _slice_pixels(path: Path, ds) -> np.ndarray:
     """HU of one slice, (Y, X) float32: stored · RescaleSlope + RescaleIntercept."""
     if is_compressed(ds):
         try:  # GDCM decodes JPEG/JPEG-LS/RLE/J2K; it applies the rescale itself
-            img = sitk.ReadImage(str(path))
+            img = sitk.ReadImage(itk_filename(path))
         except RuntimeError as exc:
             raise DataError(f"{path}: cannot decode compressed DICOM ({_sitk_message(exc)})") from None
         return sitk.GetArrayFromImage(img).reshape(int(ds.Rows), int(ds.Columns)).astype(np.float32)
@@ -206,8 +391,7 @@ def _slice_pixels(path: Path, ds) -> np.ndarray:
         stored = ds.pixel_array
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{path}: unreadable pixel data ({str(exc).splitlines()[0][:120]})") from None
-    slope = float(_numbers(path, ds, "RescaleSlope", 1, [1.0])[0]) or 1.0
-    intercept = float(_numbers(path, ds, "RescaleIntercept", 1, [0.0])[0])
+    slope, intercept = _rescale(path, ds)
     out = stored.astype(np.float32)
     if slope != 1.0:
         out *= np.float32(slope)
@@ -320,10 +504,16 @@ def _assemble(slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
     if len(slices) > 1:
         _check_spacing(slices, positions, normal)
     first = slices[0].ds
+    geometry = _geometry(slices, normal, iop, positions)
+    check_geometry(slices[-1].path if len(slices) > 1 else slices[0].path, geometry)
+    check_allocation(slices[0].path.parent, (len(slices), int(first.Rows), int(first.Columns)), 4)
     volume = np.empty((len(slices), int(first.Rows), int(first.Columns)), dtype=np.float32)
     for k, s in enumerate(slices):
         volume[k] = _slice_pixels(s.path, s.ds)
-    return volume, _geometry(slices, normal, iop, positions)
+    bad = int(volume.size - np.count_nonzero(np.isfinite(volume)))
+    if bad:  # e.g. float pixel data holding NaN
+        raise DataError(f"{slices[0].path.parent}: the series holds {bad} NaN/infinite voxels")
+    return volume, geometry
 
 
 def _check_alike(slices: list[_Slice]) -> np.ndarray:

@@ -240,6 +240,15 @@ def check_image_header(path: str | os.PathLike, ds: Any) -> None:
         raise DataError(f"{path}: not an image but a {cls} object")
     if "Rows" not in ds or "Columns" not in ds:
         raise DataError(f"{path}: truncated or incomplete DICOM file (no Rows/Columns)")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.NumberOfFrames) if str(getattr(ds, "NumberOfFrames", "") or "").strip() else 1
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: DICOM Rows/Columns/NumberOfFrames are not numbers") from None
+    if rows < 1 or cols < 1:
+        raise DataError(f"{path}: the image has no pixels (DICOM Rows × Columns = {rows} × {cols})")
+    if frames < 1:
+        raise DataError(f"{path}: the image has no frames (DICOM NumberOfFrames = {frames})")
     problem = truncation(path, ds)
     if problem:
         raise DataError(f"{path}: {problem}")

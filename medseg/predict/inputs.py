@@ -181,7 +181,19 @@ def discover_inputs(paths: Iterable[str | os.PathLike]) -> list[PredictInput]:
             raise DataError(f"{p}: no such file or folder")
     if not inputs:
         raise DataError("no inputs given")
+    check_names(inputs)
     return inputs
+
+
+def check_names(inputs: Sequence[PredictInput]) -> None:
+    """DataError for an input whose path is not valid UTF-8: ITK aborts the process on such a
+    name (and the output names are made from it), so it is refused before anything is read
+    or written."""
+    from ..data.ct import itk_filename
+
+    for inp in inputs:
+        for p in (inp.source, inp.path, *inp.channels, *inp.files):
+            itk_filename(p)
 
 
 # --------------------------------------------------------------------------- checks
@@ -260,12 +272,18 @@ def image_information(path: Path, what: str = "image"):
     header is one DataError naming the file."""
     import SimpleITK as sitk
 
+    from ..data.ct import check_spacing, itk_filename, nifti_header_problem
+
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
+    reader.SetFileName(itk_filename(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
         raise DataError(f"{path}: unreadable {what} file (bad or truncated header)") from None
+    problem = nifti_header_problem(path)  # what ITK hides: zero/NaN voxel sizes, no slices, …
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
+    check_spacing(path, reader.GetSpacing())
     return reader
 
 

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 from ..data.geometry import Geometry
 from ..errors import DataError
-from .inputs import (PredictInput, _file_input, _folder_inputs, _headers, classify,
+from .inputs import (PredictInput, _file_input, _folder_inputs, _headers, check_names, classify,
                      image_information, why)
 
 #: volume endings read through SimpleITK (nnunet checkpoints), longest first
@@ -106,6 +106,7 @@ def discover_channel_inputs(paths: Iterable[str | os.PathLike],
         inputs += _group(direct, channels, None)
     if not inputs:
         raise DataError("no inputs given")
+    check_names(inputs)
     return inputs
 
 

@@ -71,10 +71,22 @@ def channel_statistics(x: torch.Tensor, bins: int, relu: bool = False
         _count_levels(planes, bins, per_chunk, counts, variance, relu)
         if n > 1:
             variance.div_(n - 1)
+        if not bool(torch.isfinite(variance).all()):
+            # an infinite value, or finite values whose float32 squares overflow (near the
+            # float32 maximum): the reference's float64 variance (0 for one position)
+            variance = _variance64(planes, n)
         # −Σ p·ln p with p = c/n equals ln n − Σ c·ln c / n (table lookup of c·ln c)
         clogc = _count_log_count(n, x.device).index_select(0, counts.view(-1)).view(B * C, levels)
         entropy = clogc.sum(dim=1).div_(-n).add_(math.log(n))
     return entropy.view(B, C), variance.view(B, C)
+
+
+def _variance64(planes: torch.Tensor, n: int) -> torch.Tensor:
+    """Unbiased variance of each plane (P, N) in float64, as the reference computes it (0 for
+    a single position): the fallback when the float32 statistics overflow."""
+    if n <= 1:
+        return torch.zeros(planes.shape[0], dtype=torch.float64, device=planes.device)
+    return planes.to(torch.float64).var(dim=1)
 
 
 _CLOGC_CACHE: dict[tuple[int, str], torch.Tensor] = {}
@@ -164,7 +176,22 @@ def laplace_planes(planes: torch.Tensor) -> torch.Tensor:
         summed = box.narrow(dim, 0, size) + box.narrow(dim, 1, size)
         summed += box.narrow(dim, 2, size)
         box = summed
-    return torch.mul(inp, 3 ** d).sub_(box).to(planes.dtype)
+    out = torch.mul(inp, 3 ** d).sub_(box).to(planes.dtype)
+    if out.numel() and not bool(torch.isfinite(out).all()):
+        # an infinite value, or values whose sums overflow: 3^d·x − box(x) gives inf − inf
+        # = NaN where the reference's convolution gives ±inf; use that convolution
+        return laplace_conv(planes)
+    return out
+
+
+def laplace_conv(planes: torch.Tensor) -> torch.Tensor:
+    """The reference's Laplace (one grouped convolution in the planes' dtype, zero padding) of
+    planes (P, H, W) or volumes (P, D, H, W): the same ±inf and overflow as the reference."""
+    d, n = planes.dim() - 1, planes.shape[0]
+    kernel = -torch.ones((3,) * d, dtype=planes.dtype, device=planes.device)
+    kernel[(1,) * d] = 3 ** d - 1
+    conv = F.conv2d if d == 2 else F.conv3d
+    return conv(planes.unsqueeze(0), kernel.expand(n, 1, *kernel.shape), padding=1, groups=n)[0]
 
 
 def replace_planes_(flat: torch.Tensor, index: torch.Tensor, laplace: bool) -> torch.Tensor | None:

@@ -50,6 +50,7 @@ def heuristic_dropout_reference(x: torch.Tensor, rate: float = 0.1, k: float = 2
 
     ``x``: (B, C, H, W) or (B, C, D, H, W). Differentiable in ``x`` for a fixed selection.
     """
+    _check_type(x)
     B, C = x.shape[:2]
     planes = x.detach().to(torch.float64).flatten(2)  # (B, C, N), N = H·W or D·H·W
     n_pos = planes.shape[2]
@@ -97,7 +98,13 @@ def check_params(rate, k, bins, mask, eps, skip_constant) -> tuple[float, float,
     return rate, k, bins, mask, eps, skip_constant
 
 
+def _check_type(x) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"HeuristicDropout expects a torch.Tensor, got {type(x).__name__}")
+
+
 def _check_input(x: torch.Tensor) -> None:
+    _check_type(x)
     if x.dim() not in (4, 5):
         raise ValueError("HeuristicDropout expects (B, C, H, W) or (B, C, D, H, W), "
                          f"got shape {tuple(x.shape)}")
@@ -148,6 +155,7 @@ def heuristic_dropout(x: torch.Tensor, rate: float = 0.1, k: float = 2.0, bins: 
     """Heuristic Dropout of ``x`` (B, C, H, W) or (B, C, D, H, W); identity unless
     ``training``. The same values and gradients as :func:`heuristic_dropout_reference`
     (float rounding of the Laplace aside), in a few passes over the tensor."""
+    _check_type(x)
     params = check_params(rate, k, bins, mask, eps, skip_constant)
     return _heuristic_dropout(x, *params) if training else x
 
@@ -236,6 +244,7 @@ class HeuristicDropout(Regularizer):
         return _plane_index(entropy, variance, self.rate, self.k, self.eps, self.skip_constant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_type(x)
         if self.activation != "relu":
             if not self.training:
                 return x

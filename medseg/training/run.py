@@ -364,6 +364,11 @@ def plan_resume(run_dir: Path, cfg: dict[str, Any], *, writer: bool = True) -> R
     if path is None and skipped:
         raise CheckpointError(f"{skipped[0]}; no complete checkpoint to resume from "
                               "(use --force to start the run again)")
+    done = 0 if epoch is None else epoch + 1
+    if done > cfg["train"]["epochs"]:  # before anything is written (the log keeps its rows)
+        raise ConfigError(f"config key 'train.epochs' is {cfg['train']['epochs']} but the run has already "
+                          f"trained {done} epochs ({path}); resume with train.epochs >= {done}, or "
+                          "train a new run")
     if writer:
         for line in skipped:
             print(f"medseg: skipped {line}", file=sys.stderr)
@@ -389,6 +394,7 @@ def plan_fresh(run_dir: Path, cfg: dict[str, Any], *, force: bool, writer: bool 
         if not force:
             raise MedsegError(f"{run_dir}: run folder exists and is not empty "
                               "(use --resume to continue it or --force to replace it)")
+    if os.path.lexists(run_dir):  # what promote() checks again at the end: refused now, not after training
         check_removable(run_dir, "run", RUN_ENTRIES)
     staged = staging_dir(run_dir)
     if staged.exists():
@@ -400,6 +406,10 @@ def plan_fresh(run_dir: Path, cfg: dict[str, Any], *, force: bool, writer: bool 
     if not split["val"]:
         raise MedsegError("the split has no validation cases: model selection (best checkpoint) "
                           "needs at least one")
+    if not split["test"]:  # checked now, not after training: the run ends by scoring the test cases
+        where = cfg["data"].get("split_file") or "the split"
+        raise MedsegError(f"{where}: the split has no test cases: a run ends by scoring its test "
+                          "split, which needs at least one")
     if writer:
         with atomic_dir(staged) as tmp:  # an old staged run is dropped only now
             mark_folder(tmp, "run")
@@ -493,8 +503,9 @@ def train_run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, resume: bool =
     place when its test evaluation is written (``--resume`` of a finished run
     continues in place); the folder is locked while it trains.
     """
-    run_dir = Path(os.path.abspath(run_dir))
+    run_dir = usable_run_dir(Path(os.path.abspath(run_dir)))
     cfg = absolute_paths(cfg, Path.cwd())
+    check_trainer_settings(cfg)
     if is_distributed(cfg) and not launcher_rank_is_zero():
         return _train(prepare_run_dir(run_dir, cfg, resume=resume, force=force), cfg, progress)
     with folder_lock(run_dir, "run"):
@@ -506,6 +517,55 @@ def train_run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, resume: bool =
             raise
         promote(plan)
     return summary
+
+
+def usable_run_dir(run_dir: Path) -> Path:
+    """The folder a run goes to, decided before any work: a symbolic link to a folder is
+    followed (the run is written into the folder it names; the link itself is left alone);
+    a dangling link, or a link to something that is not a folder, is refused."""
+    if not run_dir.is_symlink():
+        return run_dir
+    target = Path(os.path.realpath(run_dir))
+    if not target.exists():
+        raise MedsegError(f"{run_dir}: is a symbolic link to {os.readlink(run_dir)}, which does not "
+                          "exist; create that folder or choose another --out")
+    if not target.is_dir():
+        raise MedsegError(f"{run_dir}: is a symbolic link to {target}, which is not a folder")
+    return target
+
+
+#: what a Trainer setting Lightning refuses is about: words of its message → the config key
+_TRAINER_KEYS = (("strategy", "strategy"), ("precision", "precision"), ("num_nodes", "num_nodes"),
+                 ("device", "devices"), ("accelerator", "accelerator"), ("gpu", "accelerator"),
+                 ("backend", "accelerator"), ("cuda", "accelerator"), ("mps", "accelerator"))
+
+
+def check_trainer_settings(cfg: Mapping[str, Any]) -> None:
+    """ConfigError naming the key when Lightning would refuse ``train.accelerator``,
+    ``devices``, ``strategy``, ``num_nodes`` or ``precision`` on this machine — found by
+    building the run's Trainer once, without a folder, before anything is read or written
+    (else the refusal would come as a traceback when training starts)."""
+    t = cfg["train"]
+    devices = t["devices"]
+    cores = os.cpu_count() or 1
+    on_cpu = t["accelerator"] == "cpu" or (t["accelerator"] == "auto" and not torch.cuda.is_available())
+    if on_cpu and isinstance(devices, int) and devices > max(2, cores):
+        raise ConfigError(f"config key 'train.devices' is {devices}: that many training processes on "
+                          f"the CPU, which has {cores} cores")
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    _quiet_lightning()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            make_trainer(cfg, None, progress=False)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__
+        low = why.lower()
+        sub = next((k for word, k in _TRAINER_KEYS if word in low), None)
+        named = f"config key 'train.{sub}' ({t[sub]!r})" if sub else (
+            f"config keys train.accelerator/devices/strategy ({t['accelerator']!r}/{devices!r}/{t['strategy']!r})")
+        raise ConfigError(f"{named}: {why}") from None
 
 
 def _train(plan: RunPlan, cfg: dict[str, Any], progress: bool) -> dict[str, Any]:
@@ -550,6 +610,8 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", checkpoint:
     run_dir = Path(run_dir)
     cfg = dict(cfg) if cfg is not None else read_run_config(run_dir)
     split_data = load_split(run_dir / "split.json", cfg["data"]["dataset"])
+    if not split_data.get(split):  # before anything is read or written: the old files stay
+        raise MedsegError(f"{run_dir / 'split.json'}: the '{split}' split has no cases; nothing to evaluate")
     ckpt_path = resolve_checkpoint(run_dir, checkpoint)
     ckpt = load_checkpoint(ckpt_path)  # weights_only=True: refuses code-carrying pickles
     problem = compatibility_problem(ckpt["medseg"], cfg)
