@@ -212,6 +212,65 @@ def check_targets(plans: Sequence[OutputPlan], force: bool,
                                   "same name); predict them into separate folders")
             seen[key] = target
             check_output_file(target, force=force, inputs=sources, what="prediction")
+    for plan in plans:  # --force: an existing file under an output name must look like medseg's
+        for role, target in plan.paths.items():
+            if target.is_file():
+                problem = foreign_content(role, target)
+                if problem:
+                    raise MedsegError(f"{target}: exists and is {problem}, not a medseg {role} "
+                                      "output; refusing to replace it even with --force (move it away)")
+
+
+#: the pixel types medseg writes per role (SimpleITK pixel type names)
+_ROLE_PIXELS = {"mask": ("8-bit unsigned integer",), "prob": ("32-bit float",),
+                "uncertainty": ("32-bit float",), "variance": ("32-bit float",)}
+
+
+def foreign_content(role: str, path: Path) -> str | None:
+    """What an existing file under an output name holds when it is readable as an image or
+    DICOM that medseg would not write for ``role`` (None: medseg's, or not readable as one —
+    a damaged earlier output). A frame named ``a_mask.png`` (the user's image, not a 0/255
+    mask), a CT volume named ``x_mask.nii.gz`` or a CT slice named ``x_seg.dcm`` is refused."""
+    name = path.name.lower()
+    kind = "prob" if role.startswith("prob") else role
+    if name.endswith(".png") and kind in ("mask", "overlay"):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                mode = img.mode
+                hist = img.histogram() if mode == "L" else []
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+            return None
+        values = [v for v, n in enumerate(hist) if n]
+        if kind == "overlay":
+            return None if mode in ("RGB", "RGBA") else f"a {mode} image"
+        if mode != "L":
+            return f"a {mode} image"
+        # a mask holds 0/255, a label map small label values; a frame holds its grey levels
+        if set(values) <= {0, 255} or max(values, default=0) < 64:
+            return None
+        return f"a grayscale image of {len(values)} grey levels"
+    if name.endswith(".dcm") and kind == "seg":
+        import pydicom
+
+        try:
+            modality = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"]).get("Modality")
+        except Exception:  # noqa: BLE001 - not readable as DICOM: a damaged earlier output
+            return None
+        return None if modality in (None, "SEG") else f"a DICOM {modality} image"
+    if kind in _ROLE_PIXELS and name.endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None
+        pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+        return None if pixel in _ROLE_PIXELS[kind] else f"an image of {pixel} voxels"
+    return None
 
 
 # --------------------------------------------------------------------------- NIfTI / PNG
