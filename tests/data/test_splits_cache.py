@@ -144,3 +144,23 @@ def test_datamodule_serves_augmented_train_slices_and_whole_cases(bagls_cfg):
     raw = no_aug.train_set[0]["image"]
     aug = [dm.train_set[0]["image"] for _ in range(6)]
     assert any(not torch.allclose(a, raw) for a in aug)
+
+
+@pytest.mark.slow
+def test_samples_per_epoch_sets_the_draws_per_epoch_at_any_training_set_size(bagls_cfg):
+    from medseg.data.splits import train_subset
+
+    split = make_split(bagls_cfg["data"])
+    small = {**split, "train": train_subset(split["train"], 3, seed=0)}
+    for fraction in (0.0, 0.5):
+        cfg = {**bagls_cfg, "data": {**bagls_cfg["data"], "foreground_fraction": fraction},
+               "train": {**bagls_cfg["train"], "samples_per_epoch": 20}}
+        dm = SegmentationDataModule(cfg, small, progress=False)
+        dm.prepare_data()
+        dm.setup("fit")
+        assert len(dm.train_set) == 3
+        loader = dm.train_dataloader()
+        assert len(loader.sampler) == 20 and sum(len(b["image"]) for b in loader) == 20
+    plain = SegmentationDataModule(bagls_cfg, small, progress=False)
+    plain.setup("fit")
+    assert plain.train_sampler() is None and len(plain.train_dataloader().dataset) == 3
