@@ -394,7 +394,11 @@ def plan_fresh(run_dir: Path, cfg: dict[str, Any], *, force: bool, writer: bool 
         if not force:
             raise MedsegError(f"{run_dir}: run folder exists and is not empty "
                               "(use --resume to continue it or --force to replace it)")
-    if os.path.lexists(run_dir):  # what promote() checks again at the end: refused now, not after training
+    if _empty_folder(run_dir) and os.path.ismount(run_dir):
+        raise MedsegError(f"{run_dir}: is a mount point; the run is renamed into place when complete, "
+                          "so choose a folder inside it")
+    if os.path.lexists(run_dir) and not _empty_folder(run_dir):
+        # what promote() checks again at the end: refused now, not after training
         check_removable(run_dir, "run", RUN_ENTRIES)
     staged = staging_dir(run_dir)
     if staged.exists():
@@ -444,9 +448,18 @@ def promote(plan: RunPlan) -> None:
     """Move a complete staged run onto its folder (the old run, checked again, goes last)."""
     if plan.work == plan.target:
         return
-    if plan.target.exists():
+    if _empty_folder(plan.target):
+        # an empty folder named as --out (or a link's target): the run takes its place;
+        # rmdir fails if anything appeared in it meanwhile, so nothing is lost
+        os.rmdir(plan.target)
+    elif plan.target.exists():
         check_removable(plan.target, "run", RUN_ENTRIES)
     replace_dir(plan.work, plan.target)
+
+
+def _empty_folder(path: Path) -> bool:
+    """Whether ``path`` is a real (not linked) folder with nothing in it."""
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 def keep_history(metrics_csv: Path, epoch: int) -> None:
@@ -523,6 +536,12 @@ def usable_run_dir(run_dir: Path) -> Path:
     """The folder a run goes to, decided before any work: a symbolic link to a folder is
     followed (the run is written into the folder it names; the link itself is left alone);
     a dangling link, or a link to something that is not a folder, is refused."""
+    for above in run_dir.parents:  # the nearest existing folder above must be a folder
+        if os.path.lexists(above):
+            if not above.is_dir():
+                raise MedsegError(f"{above}: is not a folder, so the run folder {run_dir} cannot be "
+                                  "made inside it")
+            break
     if not run_dir.is_symlink():
         return run_dir
     target = Path(os.path.realpath(run_dir))
