@@ -178,7 +178,7 @@ def _quiet_writer_threads(writer: Any) -> None:
     """TensorBoard writes its events from a thread that, on a full disk, also prints its
     traceback when it ends; the failure is reported by the next log call (as one line),
     so that thread's own report is silenced."""
-    writers = list(getattr(writer, "all_writers", {}).values()) or [getattr(writer, "file_writer", None)]
+    writers = list((getattr(writer, "all_writers", None) or {}).values()) or [getattr(writer, "file_writer", None)]
     for fw in writers:
         worker = getattr(getattr(getattr(fw, "event_writer", None), "_async_writer", None), "_worker", None)
         if worker is not None and hasattr(worker, "_invoke_excepthook"):
