@@ -528,3 +528,30 @@ def test_report_marker_lists_what_the_report_wrote(cli, experiment):
     marker = json.loads((experiment / "report" / ".medseg").read_text())
     assert marker["kind"] == "report"
     assert set(marker["files"]) == {p.name for p in (experiment / "report").iterdir()} - {".medseg"}
+
+
+def test_train_refuses_when_a_users_file_holds_the_lock_name(cli, config_file, tmp_path):
+    from medseg.io import lock_path
+
+    run = tmp_path / "run"
+    lock = lock_path(run)
+    lock.write_text("the user's notes")
+    r = cli("train", "--config", config_file(), "--out", run, "--no-progress")
+    r.one_error_line(str(lock), "not a medseg lock")
+    assert lock.read_text() == "the user's notes" and not run.exists()
+
+
+@pytest.mark.slow
+def test_train_force_leaves_a_users_dot_run_old_alone(cli, config_file, run_copy, tmp_path):
+    mine = tmp_path / ".run.old"
+    mine.mkdir()
+    (mine / "checkpoints").mkdir()
+    (mine / "checkpoints" / "best.ckpt").write_bytes(b"the user's own backup")
+    from medseg.io import mark_folder
+
+    mark_folder(mine, "run")  # even a copy of a run folder the user keeps under that name
+    before = snapshot(mine)
+    r = cli("train", "--config", config_file(), "--out", run_copy, "--force", "--no-progress")
+    assert r.rc == 0, r.err
+    assert snapshot(mine) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run")) == [".run.old"]

@@ -410,3 +410,16 @@ def test_train_on_a_full_disk_is_one_line(cli, config_file, small_fs):
     line = r.one_error_line(str(fs), rc=2)
     assert "no space left on device" in line
     assert not (fs / "run").exists()
+
+
+def test_a_closed_tensorboard_logger_can_be_asked_for_its_writer_again(tmp_path):
+    """Lightning reads ``experiment`` again after ``finalize`` (its writer then has no
+    ``all_writers``): the quiet-thread hook must not break that."""
+    from medseg.training.run import CheckedTensorBoardLogger
+
+    logger = CheckedTensorBoardLogger(tmp_path, name="logs", version="", default_hp_metric=False)
+    logger.log_metrics({"x": 1.0}, step=0)
+    logger.finalize("success")
+    assert logger.experiment is not None
+    logger.log_metrics({"x": 2.0}, step=1)
+    logger.finalize("success")
