@@ -244,13 +244,13 @@ def read_sitk_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
         raise DataError(f"{shown_name(p)}: not a file")
     reader = sitk.ImageFileReader()
     reader.SetFileName(itk_filename(p))
+    problem = nifti_header_problem(p)  # first: ITK's NIfTI library prints its own complaints
+    if problem is not None:
+        raise DataError(f"{p}: {problem}")
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise DataError(f"{p}: unreadable or truncated {what} file ({_sitk_message(exc)})") from None
-    problem = nifti_header_problem(p)
-    if problem is not None:
-        raise DataError(f"{p}: {problem}")
     check_allocation(p, (*reader.GetSize(), reader.GetNumberOfComponents()))
     check_spacing(p, reader.GetSpacing())
     try:

@@ -276,13 +276,13 @@ def image_information(path: Path, what: str = "image"):
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(itk_filename(path))
+    problem = nifti_header_problem(path)  # what ITK hides (zero/NaN voxel sizes, no slices, …) or prints
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
     try:
         reader.ReadImageInformation()
     except RuntimeError:
         raise DataError(f"{path}: unreadable {what} file (bad or truncated header)") from None
-    problem = nifti_header_problem(path)  # what ITK hides: zero/NaN voxel sizes, no slices, …
-    if problem is not None:
-        raise DataError(f"{path}: {problem}")
     check_spacing(path, reader.GetSpacing())
     return reader
 
