@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MedsegError, describe_os_error
+from ..io import make_temp_dir, stale_temporaries
 from . import readers, writers
 from .inference import Prediction, Predictor
 from .inputs import PredictInput, check_inputs, discover_inputs, why
@@ -114,6 +114,10 @@ def _check_format(cases: Sequence[PredictInput], fmt: str) -> None:
                               f"DICOM input; this is {what}")
 
 
+#: the staging folder's name stem inside the output folder (``.medseg-predict.<random>.<host>-<pid>.tmp``)
+STAGING = "medseg-predict"
+
+
 def _run_staged(predictor: Predictor, cases: Sequence[PredictInput], plans: Sequence[OutputPlan],
                 folder: Path, progress: bool) -> list[CaseResult]:
     from tqdm.auto import tqdm
@@ -121,7 +125,9 @@ def _run_staged(predictor: Predictor, cases: Sequence[PredictInput], plans: Sequ
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".medseg-predict-", suffix=".tmp", dir=folder))
+        for stale in stale_temporaries(folder / STAGING, "tmp"):  # left by a killed predict
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = make_temp_dir(folder / STAGING)  # .medseg-predict.<random>.<host>-<pid>.tmp
     except OSError as exc:
         raise MedsegError(f"{folder}: cannot create the output folder ({why(exc)})") from None
     results: list[CaseResult] = []

@@ -555,3 +555,21 @@ def test_train_force_leaves_a_users_dot_run_old_alone(cli, config_file, run_copy
     assert r.rc == 0, r.err
     assert snapshot(mine) == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run")) == [".run.old"]
+
+
+def test_predict_cleans_the_staging_folder_of_a_killed_predict_only(cli, ckpts, scan, tmp_path):
+    from medseg.io import _host_tag
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = _dead_pid()
+    stale = out / f".medseg-predict.abcd1234.{_host_tag()}-{dead}.tmp"
+    stale.mkdir()
+    (stale / "s_mask.nii.gz").write_bytes(b"half")
+    mine = out / ".medseg-predict-notes.tmp"
+    mine.mkdir()
+    (mine / "keep").write_text("the user's")
+    r = cli("predict", "--checkpoint", ckpts["ct"], "--output", out, "--no-progress", scan)
+    assert r.rc == 0, r.err
+    assert sorted(p.name for p in out.iterdir()) == [".medseg-predict-notes.tmp", "s_mask.nii.gz"]
+    assert (mine / "keep").read_text() == "the user's"
