@@ -844,6 +844,9 @@ SYNTH_ENTRIES = (MARKER, "Pancreas-CT", "TCIA_pancreas_labels-*", "imagesTr", "l
 
 
 def _check_out(out: Path, force: bool) -> None:
+    if out.is_symlink():  # refused now, not after generating: the link is never replaced
+        raise DataError(f"{out}: is a symbolic link; give the folder itself (or a new name) "
+                        "for the synthetic dataset")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):

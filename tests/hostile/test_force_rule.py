@@ -573,3 +573,33 @@ def test_predict_cleans_the_staging_folder_of_a_killed_predict_only(cli, ckpts, 
     assert r.rc == 0, r.err
     assert sorted(p.name for p in out.iterdir()) == [".medseg-predict-notes.tmp", "s_mask.nii.gz"]
     assert (mine / "keep").read_text() == "the user's"
+
+
+@pytest.mark.parametrize("to", ["empty_folder", "synth_folder", "dangling"])
+def test_synth_out_a_symlink_is_refused_before_any_work(cli, tmp_path, to):
+    target = tmp_path / "target"
+    if to == "empty_folder":
+        target.mkdir()
+    elif to == "synth_folder":
+        assert cli("data", "synth", "bagls", "--out", target, "--frames", "2", "--test-frames", "1").rc == 0
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    before = snapshot(target) if target.exists() else None
+    r = cli("data", "synth", "bagls", "--out", link, "--frames", "2", "--test-frames", "1", "--force")
+    r.one_error_line(str(link), "symbolic link")
+    assert link.is_symlink() and (snapshot(target) if target.exists() else None) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["link"] + (["target"] if to != "dangling" else []))
+
+
+def test_report_on_a_full_disk_keeps_the_previous_report(cli, small_fs):
+    fs = small_fs("2m")
+    exp = _experiment(fs / "exp")
+    assert cli("report", exp, "--no-qualitative").rc == 0
+    before = snapshot(exp / "report")
+    from hostile_helpers import fill
+
+    fill(fs)
+    r = cli("report", exp, "--no-qualitative", "--force")
+    r.one_error_line(str(exp / "report"), "no space left on device")
+    assert snapshot(exp / "report") == before
+    assert not [p.name for p in exp.iterdir() if ".tmp" in p.name or p.name.endswith(".old")]
