@@ -5,6 +5,20 @@
   a file system), is ``fsync``-ed, moved into place with :func:`os.replace`
   (atomic on POSIX), and the folder is ``fsync``-ed so the rename itself survives
   a power cut. A run killed at any moment leaves the old file or the new one.
+  Before the rename the file is *checked* (:func:`check_written`): not empty,
+  every byte there (writers that take a file object — PIL, matplotlib, pydicom,
+  torch — write to memory first, :func:`atomic_write_from`, and the file must hold
+  exactly that many bytes), readable back where cheap (SimpleITK images,
+  :func:`atomic_write_image`: SimpleITK does not report every failed write). Any
+  failure (a full disk, EFBIG under ``ulimit -f``, EIO, a silent writer) is an
+  OSError naming the final file, which still holds its previous content.
+* **What may be replaced** (:func:`check_output_file`): never an input of the same
+  command (same resolved path or device/inode), never a folder, device, FIFO,
+  socket or link; an existing regular file only with ``--force``.
+* **Temporary and backup names** (:func:`make_temp_dir`): unique,
+  ``.<name>.<random>.<host>-<pid>.<tag>`` — never a name a user may already hold
+  (such as ``.<name>.old``); those of a process that is gone are cleaned up
+  (:func:`clean_stale_temporaries`, a backup moved back if it is the only copy).
 * **Permissions**: files are created ``0666 & ~umask`` and folders ``0777 & ~umask``
   (0644 / 0755 under the usual umask 022), as ``open``/``mkdir`` would — Python's
   :mod:`tempfile` alone would make them 0600 / 0700, unreadable to a shared group.
@@ -12,8 +26,9 @@
   dataset, cache) holds :data:`MARKER`; :func:`remove_medseg_folder` removes only
   such folders, and only when they hold nothing medseg did not put there.
 * **Locks** (:func:`folder_lock`): one process at a time per run or experiment
-  folder, the holder's pid in the lock file; a lock left by a dead process is
-  taken over, and said so.
+  folder, the holder's pid in the lock file ``.<name>.medseg.lock``; a lock left by
+  a dead process is taken over, and said so. A file of that name that is not
+  medseg's lock (a user's file, a link, a FIFO) is refused, never truncated or removed.
 """
 
 from __future__ import annotations
