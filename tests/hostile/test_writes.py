@@ -423,3 +423,54 @@ def test_a_closed_tensorboard_logger_can_be_asked_for_its_writer_again(tmp_path)
     assert logger.experiment is not None
     logger.log_metrics({"x": 2.0}, step=1)
     logger.finalize("success")
+
+
+@pytest.mark.parametrize("kind", ["csv", "json", "figure", "png_mask", "seg_like_bytes"])
+def test_every_file_kind_under_a_file_size_limit_keeps_the_previous_file(tmp_path, kind):
+    """EFBIG (``ulimit -f``) for each writer kind: one OSError naming the file, the old file whole."""
+    from medseg.io import atomic_write_bytes, atomic_write_text
+
+    names = {"csv": "cases.csv", "json": "metrics.json", "figure": "box", "png_mask": "a_mask.png",
+             "seg_like_bytes": "a_seg.dcm"}
+    target = tmp_path / names[kind]
+
+    def write():
+        if kind == "csv":
+            atomic_write_text(target, "case_id,dice\n" + "c,0.5\n" * 5000)
+        elif kind == "json":
+            atomic_write_text(target, json.dumps({"dice": [0.5] * 5000}))
+        elif kind == "figure":
+            from medseg.experiments.figures import new_figure, save_figure
+
+            fig = new_figure(6, 6)
+            fig.add_subplot(1, 1, 1).plot(np.random.default_rng(0).random(5000))
+            save_figure(fig, target)
+        elif kind == "png_mask":
+            from medseg.predict.writers import write_frame_mask
+
+            write_frame_mask(target, np.random.default_rng(0).random((256, 256)) > 0.5)
+        else:
+            atomic_write_bytes(target, os.urandom(20_000))
+
+    files = [target.with_name(f"box.{e}") for e in ("png", "svg")] if kind == "figure" else [target]
+    for f in files:
+        f.write_bytes(b"the previous file")
+    with file_size_limit(2048), pytest.raises(OSError) as info:
+        write()
+    assert info.value.errno == errno.EFBIG and Path(info.value.filename) in files
+    assert all(f.read_bytes() == b"the previous file" for f in files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)
+
+
+def test_bench_results_on_a_full_disk_are_one_line(cli, small_fs):
+    fs = small_fs("256k")
+    out = fs / "bench.json"
+    out.write_text('{"previous": true}\n')
+    fill(fs)
+    r = cli("bench", "--quick", "--section", "regularizers", "--only", "none", "--out", out, "--force")
+    assert r.rc == 2 and "Traceback" not in r.err + r.out
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("medseg: error: ")]
+    others = [ln for ln in r.err.splitlines() if ln.strip() and not ln.startswith("  … ")]  # progress
+    assert errors == others and len(errors) == 1
+    assert str(out) in errors[0] and "no space left on device" in errors[0]
+    assert out.read_text() == '{"previous": true}\n'
