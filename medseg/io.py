@@ -538,13 +538,37 @@ def refuse_cwd_or_parent(folder: str | os.PathLike) -> None:
                           "replace it even with --force")
 
 
-def refuse_strangers(folder: str | os.PathLike, kind: str, allowed: Iterable[str]) -> None:
+#: what medseg writes inside the sub-folders of the folders it makes, by kind: sub-folder
+#: pattern → file name patterns (anywhere below it); ``--force`` refuses a folder holding
+#: anything else there too (a user's notes in ``run/checkpoints/``, a text file among the
+#: synthetic scans), not only at its top level
+NESTED = {
+    "run": {"checkpoints": ("*.ckpt", ".*.ckpt.*.tmp*"),
+            "logs": ("metrics.csv", "hparams.yaml", "events.out.tfevents.*", ".*.tmp*")},
+    "synth": {"*": ("*.dcm", "*.nii.gz", "*.png", "*.meta", "*.json")},
+}
+
+
+def refuse_strangers(folder: str | os.PathLike, kind: str, allowed: Iterable[str],
+                     nested: Mapping[str, Sequence[str]] | None = None) -> None:
     """Raise :class:`MedsegError` naming the first entry of ``folder`` that matches none of
-    the ``allowed`` glob patterns (the marker is always allowed)."""
+    the ``allowed`` glob patterns (the marker is always allowed), or — with ``nested``
+    (sub-folder pattern → file patterns) — the first file below such a sub-folder that
+    matches none of its patterns."""
     f = Path(folder)
     patterns = [MARKER, *allowed]
     strangers = sorted(c.name for c in f.iterdir()
                        if not any(fnmatch.fnmatchcase(c.name, p) for p in patterns))
+    for sub in sorted(f.iterdir()) if nested and not strangers else ():
+        files = next((v for k, v in nested.items() if fnmatch.fnmatchcase(sub.name, k)), None)
+        if files is None or sub.is_symlink() or not sub.is_dir():
+            continue
+        for p in sorted(sub.rglob("*")):
+            if (p.is_symlink() or not p.is_dir()) and not any(fnmatch.fnmatchcase(p.name, g) for g in files):
+                strangers = [str(p.relative_to(f))]
+                break
+        if strangers:
+            break
     if strangers:
         raise MedsegError(f"{f / strangers[0]}: not made by medseg; refusing to replace the "
                           f"{kind} folder {f} holding it (move it away first)")
@@ -568,7 +592,7 @@ def check_removable(folder: str | os.PathLike, kind: str, allowed: Iterable[str]
         what = "no medseg marker" if found is None else f"it is a medseg {found} folder"
         raise MedsegError(f"{f}: not a medseg {kind} folder ({what}, {MARKER}); refusing to "
                           "replace it even with --force — remove it yourself or choose another folder")
-    refuse_strangers(f, kind, allowed)
+    refuse_strangers(f, kind, allowed, NESTED.get(kind))
 
 
 def remove_medseg_folder(folder: str | os.PathLike, kind: str, allowed: Iterable[str]) -> None:

@@ -70,7 +70,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import DataError
-from ..io import atomic_dir, atomic_write_image, mark_folder, refuse_cwd_or_parent, refuse_strangers
+from ..io import NESTED, atomic_dir, atomic_write_image, mark_folder, refuse_cwd_or_parent, refuse_strangers
 from .geometry import Geometry
 
 HU_MIN, HU_MAX = -1024.0, 3071.0
@@ -856,7 +856,7 @@ def _check_out(out: Path, force: bool) -> None:
             raise DataError(f"{out}: not written by 'medseg data synth' (no {MARKER}); "
                             f"refusing to replace it even with --force — remove it yourself")
         refuse_cwd_or_parent(out)
-        refuse_strangers(out, "synthetic dataset", SYNTH_ENTRIES)
+        refuse_strangers(out, "synthetic dataset", SYNTH_ENTRIES, NESTED["synth"])
 
 
 def _write_tcia_case(root: Path, ph: PancreasPhantom, index: int, seed: int,

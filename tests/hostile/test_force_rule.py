@@ -603,3 +603,34 @@ def test_report_on_a_full_disk_keeps_the_previous_report(cli, small_fs):
     r.one_error_line(str(exp / "report"), "no space left on device")
     assert snapshot(exp / "report") == before
     assert not [p.name for p in exp.iterdir() if ".tmp" in p.name or p.name.endswith(".old")]
+
+
+@pytest.mark.parametrize("where", ["checkpoints/notes.txt", "logs/my_plot.png", "checkpoints/sub/x.ckpt.bak"])
+def test_train_force_refuses_a_run_holding_a_users_file_in_a_subfolder(cli, config_file, tmp_path, where):
+    from medseg.io import mark_folder
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "logs").mkdir()
+    mark_folder(run, "run")
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (run / where).parent.mkdir(parents=True, exist_ok=True)
+    (run / where).write_text("the user's")
+    before = snapshot(run)
+    r = cli("train", "--config", config_file(), "--out", run, "--force", "--no-progress")
+    r.one_error_line(str(run / where), "not made by medseg")
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("where", ["training/notes.txt", "test/extra/annotations.csv"])
+def test_synth_force_refuses_a_dataset_holding_a_users_file_in_a_subfolder(cli, tmp_path, where):
+    argv = ("data", "synth", "bagls", "--out", tmp_path / "bagls", "--frames", "2", "--test-frames", "1")
+    assert cli(*argv).rc == 0
+    stranger = tmp_path / "bagls" / where
+    stranger.parent.mkdir(parents=True, exist_ok=True)
+    stranger.write_text("the user's")
+    before = snapshot(tmp_path / "bagls")
+    r = cli(*argv, "--force")
+    r.one_error_line(str(stranger), "not made by medseg")
+    assert snapshot(tmp_path / "bagls") == before
