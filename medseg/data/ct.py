@@ -61,6 +61,8 @@ SPACING_RANGE = (1e-4, 1e4)
 #: outside, the HU of the volume are NaN, constant or beyond any tissue
 RESCALE_SLOPE_RANGE = (1e-3, 1e3)
 RESCALE_INTERCEPT_MAX = 1e5
+#: the largest |HU| a CT volume file may hold (air is −1000, dense metal a few 10 000)
+HU_MAX = 1e6
 #: PhotometricInterpretation of a grayscale CT slice (PALETTE COLOR, RGB, YBR_… are not CT)
 GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
 
@@ -218,6 +220,9 @@ def nifti_header_problem(path: str | os.PathLike) -> str | None:
                                           "qoffset_z")]
     if not np.all(np.isfinite(affine)):
         return "the orientation (NIfTI qform/sform) is not finite"
+    scaling = [float(header["scl_slope"]), float(header["scl_inter"])]
+    if not np.all(np.isfinite(scaling)):
+        return f"the intensity scaling (NIfTI scl_slope, scl_inter = {scaling[0]:g}, {scaling[1]:g}) is not finite"
     if code in _NIFTI_COMPLEX:
         return f"complex voxel values ({_NIFTI_COMPLEX[code]}), not an image of real numbers"
     if code in _NIFTI_COLOUR:
@@ -252,7 +257,7 @@ def read_sitk_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     except RuntimeError as exc:
         raise DataError(f"{p}: unreadable or truncated {what} file ({_sitk_message(exc)})") from None
     check_allocation(p, (*reader.GetSize(), reader.GetNumberOfComponents()))
-    check_spacing(p, reader.GetSpacing())
+    check_spacing(p, reader.GetSpacing()[:3])  # a 4th (time) axis is not a voxel size
     try:
         return reader.Execute()
     except RuntimeError as exc:
@@ -307,6 +312,9 @@ def read_volume_file(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     bad = max(nifti_nonfinite_count(path), int(arr.size - np.count_nonzero(np.isfinite(arr))))
     if bad:
         raise DataError(f"{path}: volume contains {bad} NaN/infinite voxels")
+    if arr.size and float(np.abs(arr).max()) > HU_MAX:
+        raise DataError(f"{path}: voxel values reach {float(np.abs(arr).max()):.3g}, beyond any CT "
+                        f"scanner's (±{HU_MAX:g} HU); check the file's intensity scaling (scl_slope)")
     return arr, geom
 
 
@@ -361,21 +369,35 @@ def _check_voxel_sizes(path: Path, ds) -> None:
             check_spacing(path, values, f"DICOM {tag}")
 
 
+def _is_ct(ds) -> bool:
+    """Whether a slice is CT by its Modality (a slice that records none is taken as CT)."""
+    return str(getattr(ds, "Modality", "") or "CT").strip().upper() == "CT"
+
+
 def _rescale(path: Path, ds) -> tuple[float, float]:
-    """(RescaleSlope, RescaleIntercept) of a slice (defaults 1, 0); DataError for values no CT
-    scanner writes: a slope of 0 (every voxel the same HU), a negative or absurd slope
-    (outside :data:`RESCALE_SLOPE_RANGE`) or intercept (beyond ±:data:`RESCALE_INTERCEPT_MAX`)."""
+    """(RescaleSlope, RescaleIntercept) of a slice (defaults 1, 0); DataError for values no
+    scanner writes: a slope of 0 (every voxel the same value) and, for CT, a negative or
+    absurd slope (outside :data:`RESCALE_SLOPE_RANGE`) or intercept (beyond
+    ±:data:`RESCALE_INTERCEPT_MAX`). Other modalities (an MR series given to an nnunet
+    checkpoint) scale more freely: only |slope| in [1e-9, 1e9] and |intercept| ≤ 1e9."""
     slope = float(_numbers(path, ds, "RescaleSlope", 1, [1.0])[0])
     intercept = float(_numbers(path, ds, "RescaleIntercept", 1, [0.0])[0])
-    lo, hi = RESCALE_SLOPE_RANGE
     if slope == 0:
         raise DataError(f"{path}: DICOM RescaleSlope is 0: every voxel would have the same value")
+    if _is_ct(ds):  # HU per stored unit: positive, within a CT scanner's range
+        (lo, hi), most, whose, value = RESCALE_SLOPE_RANGE, RESCALE_INTERCEPT_MAX, "a CT scanner's", slope
+    else:
+        (lo, hi), most, whose, value = (1e-9, 1e9), 1e9, "a scanner's", abs(slope)
+    if not lo <= value <= hi:
+        raise DataError(f"{path}: DICOM RescaleSlope is {slope:g}, not {whose} (in [{lo:g}, {hi:g}])")
+    if abs(intercept) > most:
+        raise DataError(f"{path}: DICOM RescaleIntercept is {intercept:g}, not {whose} (within ±{most:g})")
+    return slope, intercept
     if not lo <= slope <= hi:
-        raise DataError(f"{path}: DICOM RescaleSlope is {slope:g}, not a CT scanner's (HU per stored "
-                        f"unit, in [{lo:g}, {hi:g}])")
-    if abs(intercept) > RESCALE_INTERCEPT_MAX:
-        raise DataError(f"{path}: DICOM RescaleIntercept is {intercept:g}, not a CT scanner's (within "
-                        f"±{RESCALE_INTERCEPT_MAX:g} HU)")
+        raise DataError(f"{path}: DICOM RescaleSlope is {slope:g}, not {unit}, in [{lo:g}, {hi:g}])")
+    if abs(intercept) > most:
+        raise DataError(f"{path}: DICOM RescaleIntercept is {intercept:g}, not {unit.split(' (')[0]} "
+                        f"(within ±{most:g})")
     return slope, intercept
 
 
@@ -513,6 +535,9 @@ def _assemble(slices: list[_Slice]) -> tuple[np.ndarray, Geometry]:
     bad = int(volume.size - np.count_nonzero(np.isfinite(volume)))
     if bad:  # e.g. float pixel data holding NaN
         raise DataError(f"{slices[0].path.parent}: the series holds {bad} NaN/infinite voxels")
+    if _is_ct(first) and volume.size and float(np.abs(volume).max()) > HU_MAX:
+        raise DataError(f"{slices[0].path.parent}: HU values reach {float(np.abs(volume).max()):.3g}, beyond "
+                        f"any CT scanner's (±{HU_MAX:g}); check RescaleSlope/RescaleIntercept")
     return volume, geometry
 
 

@@ -242,7 +242,8 @@ def check_image_header(path: str | os.PathLike, ds: Any) -> None:
         raise DataError(f"{path}: truncated or incomplete DICOM file (no Rows/Columns)")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.NumberOfFrames) if str(getattr(ds, "NumberOfFrames", "") or "").strip() else 1
+        value = getattr(ds, "NumberOfFrames", None)
+        frames = 1 if value is None or str(value).strip() == "" else int(value)
     except (TypeError, ValueError):
         raise DataError(f"{path}: DICOM Rows/Columns/NumberOfFrames are not numbers") from None
     if rows < 1 or cols < 1:

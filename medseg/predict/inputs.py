@@ -283,7 +283,7 @@ def image_information(path: Path, what: str = "image"):
         reader.ReadImageInformation()
     except RuntimeError:
         raise DataError(f"{path}: unreadable {what} file (bad or truncated header)") from None
-    check_spacing(path, reader.GetSpacing())
+    check_spacing(path, reader.GetSpacing()[:3])  # a 4th (time) axis is not a voxel size
     return reader
 
 

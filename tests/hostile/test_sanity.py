@@ -145,6 +145,7 @@ DICOM_CASES = {
     "palette_colour": ("PhotometricInterpretation", "PALETTE COLOR", "PALETTE COLOR"),
     "rgb_photometric": ("PhotometricInterpretation", "RGB", "PhotometricInterpretation"),
     "ybr_photometric": ("PhotometricInterpretation", "YBR_FULL", "PhotometricInterpretation"),
+    "no_frames": ("NumberOfFrames", 0, "no frames"),
     "no_rows": ("Rows", 0, "no pixels"),
     "no_columns": ("Columns", 0, "no pixels"),
 }
@@ -190,6 +191,35 @@ def test_the_reader_refuses_what_data_check_reports(pancreas_copy, case):
     assert str(bad) in str(err.value)
 
 
+def test_hu_beyond_any_scanner_are_refused_naming_the_series(cli, pancreas_copy):
+    """Slope and intercept each at their bound give HU no CT holds: refused by the values."""
+    for f in series_files(pancreas_copy):
+        edit_dicom(f, RescaleSlope="1000", RescaleIntercept="99999")
+    series = series_files(pancreas_copy)[0].parent
+    r = cli("data", "check", "pancreas", pancreas_copy)
+    assert r.rc == 1 and "Traceback" not in r.err + r.out
+    problems = [ln for ln in r.out.splitlines() if ln.startswith(str(series))]
+    assert problems and "HU values reach" in problems[0], r.out
+
+
+@pytest.mark.parametrize("modality,refused", [("CT", True), ("MR", False)])
+def test_a_small_rescale_slope_is_a_ct_problem_only(pancreas_copy, modality, refused):
+    """An MR series (an nnunet checkpoint may take one) scales freely; a CT's slope of 1e-4 HU
+    per stored unit is no scanner's."""
+    from medseg.data.ct import read_ct_volume
+    from medseg.errors import DataError
+
+    for f in series_files(pancreas_copy):
+        edit_dicom(f, Modality=modality, RescaleSlope="0.0001")
+    series = pancreas_copy / "Pancreas-CT" / "PANCREAS_0001"
+    if refused:
+        with pytest.raises(DataError, match="RescaleSlope is 0.0001"):
+            read_ct_volume(series)
+    else:
+        hu, _ = read_ct_volume(series)
+        assert np.isfinite(hu).all() and hu.shape[0] == len(series_files(pancreas_copy))
+
+
 def test_a_plausible_rescale_is_read_as_hu(pancreas_copy):
     """Control: slope 2 and intercept −1000 are a scanner's; HU = stored · 2 − 1000."""
     import pydicom
@@ -209,7 +239,7 @@ def test_a_plausible_rescale_is_read_as_hu(pancreas_copy):
 
 # ============================================================================ NIfTI headers
 _DIM, _DATATYPE, _BITPIX, _PIXDIM, _VOX_OFFSET = 40, 70, 72, 76, 108
-_QUATERN_B, _SROW_X = 256, 280
+_SCL_SLOPE, _QUATERN_B, _SROW_X = 112, 256, 280
 
 
 def _patch_nifti(path: Path, **fields) -> None:
@@ -225,6 +255,8 @@ def _patch_nifti(path: Path, **fields) -> None:
             struct.pack_into("<f", raw, _SROW_X + 12, value)
         elif name == "quatern_b":
             struct.pack_into("<f", raw, _QUATERN_B, value)
+        elif name == "scl_slope":
+            struct.pack_into("<f", raw, _SCL_SLOPE, value)
         else:
             raise KeyError(name)
     path.write_bytes(gzip.compress(bytes(raw)) if gz else bytes(raw))
@@ -252,6 +284,8 @@ NIFTI_CASES = {
     "no_columns": (lambda f: _patch_nifti(f, dim=[3, 0, *_label_dims(f)[2:4], 1, 1, 1, 1]), "no voxels"),
     "sform_nan": (lambda f: _patch_nifti(f, srow_x3=float("nan")), "not finite"),
     "qform_inf": (lambda f: _patch_nifti(f, quatern_b=float("inf")), "not finite"),
+    "scl_slope_nan": (lambda f: _patch_nifti(f, scl_slope=float("nan")), "scl_slope"),
+    "scl_slope_inf": (lambda f: _patch_nifti(f, scl_slope=float("inf")), "scl_slope"),
     "cannot_be_allocated": (lambda f: _patch_nifti(f, dim=[3, 30000, 30000, 30000, 1, 1, 1, 1]),
                             "cannot be allocated"),
 }
@@ -298,6 +332,26 @@ def test_an_uncompressed_nifti_volume_is_checked_like_a_compressed_one(tmp_path,
     f = _ct_nifti(tmp_path / "scan.nii")
     NIFTI_CASES[case][0](f)
     with pytest.raises(DataError, match=NIFTI_CASES[case][1]) as err:
+        read_ct_volume(f)
+    assert str(f) in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["scl_slope", "stored"])
+def test_a_ct_nifti_beyond_any_scanner_is_refused(tmp_path, how):
+    import nibabel as nib
+
+    from medseg.data.ct import read_ct_volume
+    from medseg.errors import DataError
+
+    f = tmp_path / "scan.nii.gz"
+    if how == "scl_slope":
+        _ct_nifti(f)
+        _patch_nifti(f, scl_slope=1e30)
+    else:
+        data = np.zeros((8, 8, 3), np.float32)
+        data[1, 1, 1] = 3e30
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(f))
+    with pytest.raises(DataError, match="beyond any CT scanner") as err:
         read_ct_volume(f)
     assert str(f) in str(err.value)
 
@@ -398,6 +452,17 @@ def test_predict_refuses_a_checkpoint_with_an_impossible_window(cli, tmp_path, t
     scan = _ct_nifti(tmp_path / "scan.nii.gz")
     r = cli("predict", "--checkpoint", ckpt, "--output", tmp_path / "out", scan, "--no-progress")
     r.one_error_line(str(ckpt), "preprocessing.window")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["rescale_slope_zero", "pixel_spacing_zero", "palette_colour", "no_rows"])
+def test_predict_refuses_an_impossible_dicom_input_before_writing(cli, tmp_path, tiny_pancreas, pancreas_copy,
+                                                                  case):
+    ckpt = _fake_checkpoint(tmp_path / "good.ckpt", tiny_pancreas, tmp_path / "cache")
+    bad = _damage_dicom(pancreas_copy, case)
+    r = cli("predict", "--checkpoint", ckpt, "--output", tmp_path / "out", bad.parent, "--no-progress")
+    line = r.one_error_line(str(bad))
+    assert DICOM_CASES[case][2] in line
     assert not (tmp_path / "out").exists()
 
 
