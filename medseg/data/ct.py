@@ -183,6 +183,7 @@ def nifti_header_problem(path: str | os.PathLike) -> str | None:
     voxels, and an uncompressed file shorter than its voxel data.
     """
     import gzip
+    import io
 
     import nibabel as nib
 
@@ -197,7 +198,7 @@ def nifti_header_problem(path: str | os.PathLike) -> str | None:
         if size not in (348, 540):
             size = int.from_bytes(raw[:4], "big")
         klass = nib.Nifti2Header if size == 540 else nib.Nifti1Header
-        header = klass.from_fileobj(__import__("io").BytesIO(raw), check=False)
+        header = klass.from_fileobj(io.BytesIO(raw), check=False)
         dim = [int(v) for v in header["dim"]]
         pixdim = [float(v) for v in header["pixdim"]]
         code = int(header["datatype"])
@@ -220,9 +221,6 @@ def nifti_header_problem(path: str | os.PathLike) -> str | None:
                                           "qoffset_z")]
     if not np.all(np.isfinite(affine)):
         return "the orientation (NIfTI qform/sform) is not finite"
-    scaling = [float(header["scl_slope"]), float(header["scl_inter"])]
-    if not np.all(np.isfinite(scaling)):
-        return f"the intensity scaling (NIfTI scl_slope, scl_inter = {scaling[0]:g}, {scaling[1]:g}) is not finite"
     if code in _NIFTI_COMPLEX:
         return f"complex voxel values ({_NIFTI_COMPLEX[code]}), not an image of real numbers"
     if code in _NIFTI_COLOUR:
