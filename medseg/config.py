@@ -510,8 +510,9 @@ def training_count(data: Mapping[str, Any]) -> int:
 
 
 def _check_train_size(data: Mapping[str, Any]) -> None:
+    """Against the split the config draws (a given ``data.split_file`` is checked when it is read)."""
     size = data["train_size"]
-    if size is not None and size > training_count(data):
+    if size is not None and not data["split_file"] and size > training_count(data):
         raise ConfigError(f"config key 'data.train_size' is {size} but the split has "
                           f"{training_count(data)} training {'frames' if data['dataset'] == 'bagls' else 'scans'}")
 

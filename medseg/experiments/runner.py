@@ -57,12 +57,15 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import yaml
 
-from ..errors import MedsegError
+from ..errors import ConfigError, MedsegError
 from ..io import atomic_write_text
 from . import results as results_mod
 from .grid import RunSpec, comparable, expand, first_difference, split_file_name
 
 EXPERIMENT_FILE = "experiment.yaml"
+#: the data keys a grid's shared split is drawn from (:func:`medseg.data.splits.make_split`)
+SPLIT_KEYS = ("dataset", "root", "layout", "num_cases", "split", "split_seed", "split_file", "train_frames",
+              "val_frames", "test_frames", "folds")
 
 
 # --------------------------------------------------------------------------- backends
@@ -245,19 +248,22 @@ def _reconcile(out_dir: Path, old: Mapping[str, Any], plan: list[RunSpec]) -> in
         old_cfgs = {}
     new_cfgs = {s.rel_dir: plain_config(s.config) for s in plan}
     same = {k for k, v in new_cfgs.items() if old_cfgs.get(k) == v}
-    # a changed data section means a new split for that dataset
+    # a dataset that left the grid, or changed a key its split is drawn from, gets a new split
+    # (run keys such as data.fold or data.train_size, and slice size or window, do not)
     for label, cfg in old["datasets"].items():
         new = next((s.config for s in plan if s.dataset == label), None)
-        if new is None or plain_config(new["data"]) != cfg["data"]:
+        if new is None or any(plain_config(new["data"]).get(k) != cfg["data"].get(k) for k in SPLIT_KEYS):
             (out_dir / split_file_name(old, label)).unlink(missing_ok=True)
     return results_mod.prune(out_dir / results_mod.FILENAME, lambda r: r["run_dir"] in same)
 
 
-def check_splits(out_dir: Path, resolved: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def check_splits(out_dir: Path, resolved: Mapping[str, Any], plan: list[RunSpec] | None = None
+                 ) -> dict[str, dict[str, Any]]:
     """Before anything is written: every recorded split file is a split of its dataset; a
     split file that finished runs were trained on is still there — never redrawn silently (a
     new draw could differ: scans added to or removed from the data root); the splits still to
-    draw are drawn now, in memory. Returns dataset label → a new split to save."""
+    draw are drawn now, in memory; every run's ``data.train_size`` fits its fold's training
+    scans (``plan``). Returns dataset label → a new split to save."""
     from ..data.splits import full_split, load_split
 
     finished: dict[str, set[str]] = {}
@@ -274,7 +280,25 @@ def check_splits(out_dir: Path, resolved: Mapping[str, Any]) -> dict[str, dict[s
                               "restore the file, or run the experiment into a new --out")
         else:
             drawn[label] = full_split(cfg["data"])
+        split = drawn.get(label) or load_split(path, cfg["data"]["dataset"])
+        _check_train_sizes(path, split, [s for s in plan or [] if s.dataset == label])
     return drawn
+
+
+def _check_train_sizes(path: Path, split: Mapping[str, Any], specs: list[RunSpec]) -> None:
+    """A run's ``data.train_size`` larger than its fold's training scans: refused before any run."""
+    from ..data.splits import select_fold
+
+    for s in specs:
+        data = s.config["data"]
+        size = data.get("train_size")
+        if size is None:
+            continue
+        k = int(data.get("folds", 1))
+        train = split["train"] if k == 1 else select_fold(split, s.fold, k, str(path))["train"]
+        if size > len(train):
+            raise ConfigError(f"experiment key 'grid.train_sizes': {size} training scans asked for, but "
+                              f"{path.name} has {len(train)} for run {s.rel_dir}")
 
 
 def ensure_splits(out_dir: Path, resolved: Mapping[str, Any],
@@ -373,7 +397,7 @@ def _run_experiment_locked(resolved, out_dir, *, backend, backend_options, force
     plan = expand(resolved)
     be = get_backend(backend, **dict(backend_options or {}))
     old = check_folder(out_dir, resolved, force)
-    drawn = check_splits(out_dir, resolved)  # every check (and draw) before the first write
+    drawn = check_splits(out_dir, resolved, plan)  # every check (and draw) before the first write
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_folder(out_dir, "experiment")
     if old is not None:

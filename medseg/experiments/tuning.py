@@ -96,12 +96,34 @@ def _candidates(name: str, given: Any) -> list[dict[str, Any]]:
     else:
         raise ConfigError(f"experiment key '{key}' must be {{param: [values]}} or a list of "
                           f"{{param: value}} candidates, got {given!r}")
-    texts = [json.dumps(c, sort_keys=True) for c in found]
-    if len(set(texts)) != len(texts):
+    for candidate in found:
+        _check_candidate(name, key, candidate)
+    values = [tuple(sorted((p, _comparable(v)) for p, v in c.items())) for c in found]
+    if len(set(values)) != len(values):
         raise ConfigError(f"experiment key '{key}' lists a candidate twice")
     if len({tuple(sorted(c)) for c in found}) != 1:
         raise ConfigError(f"experiment key '{key}': every candidate must set the same parameters")
     return found
+
+
+def _comparable(v: Any) -> Any:
+    """1 and 1.0 are the same strength."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else json.dumps(v, sort_keys=True)
+
+
+def _check_candidate(name: str, key: str, candidate: Mapping[Any, Any]) -> None:
+    """Parameter names of the regularizer, values it accepts; errors name the key."""
+    from ..regularizers import check_params, parameters
+
+    known = parameters(name)
+    for param in candidate:
+        if not isinstance(param, str) or param not in known:
+            raise ConfigError(f"experiment key '{key}.{param}': '{name}' has no parameter {param!r} "
+                              f"(it has: {', '.join(known) or 'none'})")
+    try:
+        check_params(name, dict(candidate))
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise ConfigError(f"experiment key '{key}': candidate {dict(candidate)}: {exc}") from None
 
 
 def _check_budget(candidates: Mapping[str, list[dict[str, Any]]]) -> None:

@@ -65,7 +65,14 @@ def test_tune_values_override_a_methods_candidates():
     ({"regularizers": ["none", "sbdrop"], "tune": True}, "has no default candidates"),
     ({"regularizers": ["none", "dropout"], "tune": True, "tune_values": {"dropout": {"p": [0.1, 0.1]}}},
      "candidate twice"),
-    ({"regularizers": ["none", "dropout"], "tune": True, "tune_values": {"dropout": {"p": [1.5]}}}, "p"),
+    ({"regularizers": ["none", "dropout"], "tune": True, "tune_values": {"dropout": {"p": [1.5]}}},
+     "grid.tune_values.dropout': candidate {'p': 1.5}"),
+    ({"regularizers": ["none", "dropout"], "tune": True, "tune_values": {"dropout": {"q": [0.1]}}},
+     "grid.tune_values.dropout.q': 'dropout' has no parameter 'q'"),
+    ({"regularizers": ["none", "dropout"], "tune": True, "tune_values": {"dropout": {"p": [0.1], 1: [2]}}},
+     "grid.tune_values.dropout.1'"),
+    ({"regularizers": ["none", "heuristic"], "tune": True, "tune_values": {"heuristic": {"k": [1, 1.0]}}},
+     "candidate twice"),
     ({"regularizers": ["none"], "train_sizes": [2, 2]}, "lists a size twice"),
     ({"regularizers": ["none"], "train_sizes": [0]}, "integers >= 1"),
     ({"regularizers": ["none"], "train_sizes": [9]}, "data.train_size' is 9 but the split has 8 training scans"),
@@ -221,3 +228,33 @@ def test_dry_run_lists_candidates_and_sizes(tiny_overrides, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "6 runs: 0 done, 6 to do" in text and "dropout_data.train_size=2_p=0.2/repeat0" in text
     assert "estimate" in text and not out.exists()
+
+
+def test_a_size_larger_than_a_given_split_files_training_scans_is_refused_before_any_run(
+        tiny_overrides, tmp_path):
+    from medseg.data.splits import make_split, save_split
+    from medseg.config import load_config
+
+    cfg = load_config(BASE, tiny_overrides[:5] + ["data.split=[2,1,2]"])
+    split_file = tmp_path / "mine.json"
+    save_split(make_split(cfg["data"]), split_file)
+    out = tmp_path / "exp"
+    r = read_experiment(None, [*tiny_overrides, f"data.split_file={split_file}", "grid.regularizers=[none]",
+                               "grid.repeats=1", "grid.train_sizes=[1,3]"], raw={"base": str(BASE)})
+    with pytest.raises(ConfigError, match="grid.train_sizes': 3 training scans asked for, but split.json has 2"):
+        run_experiment(r, out, progress=False)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_growing_by_a_size_keeps_the_split_file(tiny_overrides, tmp_path):
+    overrides = [*tiny_overrides, "grid.regularizers=[none]", "grid.repeats=1", "train.limit_train_batches=1"]
+    out = tmp_path / "exp"
+    run_experiment(read_experiment(None, [*overrides, "grid.train_sizes=[1]"], raw={"base": str(BASE)}), out,
+                   progress=False)
+    before = (out / "split.json").stat()
+    ran = run_experiment(read_experiment(None, [*overrides, "grid.train_sizes=[1,2]"], raw={"base": str(BASE)}),
+                         out, progress=False).ran
+    assert ran == ["runs/pancreas/unet/none_data.train_size=2/repeat0"]
+    after = (out / "split.json").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # never redrawn

@@ -72,10 +72,12 @@ def section(a: Analysis, choices: list[Choice], tune: Mapping[str, list[Mapping[
     lines = [f"## Tuned comparison, equal budget ({dataset})", "",
              f"Budget: every method except `{BASELINE}` had **{n} candidate(s)**; `{BASELINE}` has nothing to tune "
              "and ran once per repeat and fold. Candidates:", "", *_candidates_text(tune), "",
-             "Per model, repeat and fold the candidate with the highest **validation** DICE (the run's best "
-             "validation DICE, the score that also chose its checkpoint; ties to the earlier candidate) was "
-             "chosen; the test scans took no part in the choice. The tables below are the chosen runs' test "
-             "results (every candidate's own run is in the tables above and in `results.csv`).", "",
+             "Per model, repeat and fold (and training-set size or other swept value) the candidate with the "
+             "highest **validation** DICE (the run's best validation DICE, the score that also chose its "
+             "checkpoint; ties to the earlier candidate) was chosen; the test scans took no part in the "
+             "choice. The tables below are the chosen runs' test results — of the headline (with several "
+             "labels, the mean over labels) — and every candidate's own run is in the tables above and in "
+             "`results.csv`.", "",
              "### Chosen candidates", ""]
     folds = len({c.fold for c in mine}) > 1
     header = ["model", "method", "repeat", *(["fold"] if folds else []), "chosen", "val DICE", "test DICE",
