@@ -46,9 +46,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ...errors import MedsegError
-from ...io import atomic_dir
+from ...io import MARKER, atomic_dir, mark_folder
 from ..results import FILENAME, best_val_dice, read_results
 from . import curve, markdown, plots, tuned
+from .folder import check_replaceable_report
 from .statistics import (BASELINE, DEFAULT_FAILED_BELOW, HEURISTIC, METRICS, Analysis, Comparison,
                          analyse, bootstrap_ci, k_ablations, mean_std, min_p, paired_wilcoxon, per_repeat,
                          per_run, summarize)
@@ -153,7 +154,9 @@ def write_report(exp_dir: str | Path, *, force: bool = False, qualitative: bool 
     if not rows:
         raise MedsegError(f"{results_path}: no finished runs yet")
     target = exp_dir / "report"
-    if target.exists() and not force:
+    if force:
+        check_replaceable_report(target)  # only a report medseg made, before any work
+    elif target.exists() or target.is_symlink():
         raise MedsegError(f"{target}: report exists (use --force to replace it)")
     experiment = _load_yaml(exp_dir / "experiment.yaml")
     a = analyse(rows, failed_threshold(experiment, failed_below), best_val=lambda d: best_val_dice(exp_dir / d))
@@ -161,4 +164,6 @@ def write_report(exp_dir: str | Path, *, force: bool = False, qualitative: bool 
     with atomic_dir(target) as out:
         write_tables(out, a)
         (out / "report.md").write_text(_document(exp_dir, out, a, experiment, qualitative, n_slices, sections))
+        # medseg's, listing what it holds: a later --force replaces exactly that
+        mark_folder(out, "report", files=sorted(p.name for p in out.iterdir() if p.name != MARKER))
     return target
