@@ -71,9 +71,11 @@ def channel_statistics(x: torch.Tensor, bins: int, relu: bool = False
         _count_levels(planes, bins, per_chunk, counts, variance, relu)
         if n > 1:
             variance.div_(n - 1)
-        if not bool(torch.isfinite(variance).all()):
+        if x.device.type == "cpu" and not bool(torch.isfinite(variance).all()):
             # an infinite value, or finite values whose float32 squares overflow (near the
-            # float32 maximum): the reference's float64 variance (0 for one position)
+            # float32 maximum): the reference's float64 variance (0 for one position). On a
+            # GPU the check would be a device sync in every forward: there such inputs (a
+            # feature map at ±inf: training has diverged) keep the float32 statistics.
             variance = _variance64(planes, n)
         # −Σ p·ln p with p = c/n equals ln n − Σ c·ln c / n (table lookup of c·ln c)
         clogc = _count_log_count(n, x.device).index_select(0, counts.view(-1)).view(B * C, levels)
@@ -177,7 +179,7 @@ def laplace_planes(planes: torch.Tensor) -> torch.Tensor:
         summed += box.narrow(dim, 2, size)
         box = summed
     out = torch.mul(inp, 3 ** d).sub_(box).to(planes.dtype)
-    if out.numel() and not bool(torch.isfinite(out).all()):
+    if planes.device.type == "cpu" and out.numel() and not bool(torch.isfinite(out).all()):
         # an infinite value, or values whose sums overflow: 3^d·x − box(x) gives inf − inf
         # = NaN where the reference's convolution gives ±inf; use that convolution
         return laplace_conv(planes)
