@@ -190,8 +190,14 @@ def checkpoints_of(args: argparse.Namespace) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checks import check_seed
+    from ..errors import MedsegError
     from ..predict import format_report, predict
 
+    try:  # before any input is read or anything written
+        check_seed("--seed", args.seed)
+    except ValueError as exc:
+        raise MedsegError(str(exc)) from None
     report = predict(checkpoints_of(args), args.inputs, args.output, force=args.force,
                      overlay=args.overlay, fmt=getattr(args, "fmt", None),
                      save_probabilities=args.save_probabilities, uncertainty=args.uncertainty,

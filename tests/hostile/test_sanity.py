@@ -123,6 +123,14 @@ def test_coadapt_refuses_a_seed_out_of_range_first(cli, tmp_path, seed):
     assert _entries(tmp_path) == []
 
 
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_predict_refuses_a_seed_out_of_range_first(cli, tmp_path, seed):
+    r = cli("predict", "--checkpoint", tmp_path / "no.ckpt", tmp_path / "scan.nii.gz", "--output",
+            tmp_path / "out", "--seed", seed)
+    r.one_error_line("--seed", seed)
+    assert _entries(tmp_path) == []
+
+
 # ============================================================================ DICOM headers
 #: name → (tag, value, words the line holds besides the file)
 DICOM_CASES = {
