@@ -54,3 +54,17 @@ def tiny_run_config(root: Path, cache: Path, **extra) -> dict:
     for section, values in extra.items():
         cfg.setdefault(section, {}).update(values)
     return validate(cfg)
+
+
+def untrained_checkpoints(folder: Path) -> dict[str, Path]:
+    """Untrained tiny checkpoints (milliseconds) in ``folder``: a CT one and a frame (BAGLS) one."""
+    from medseg.bench.predict import make_checkpoint
+    from medseg.config import load_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs" / "cpu"
+    out = {}
+    for name, base in (("ct", "pancreas_unet.yaml"), ("frame", "bagls_unet.yaml")):
+        cfg = load_config(configs / base, [f"data.root={folder}", "data.size=[32,32]", "model.base_channels=2",
+                                           "model.depth=2", "eval.batch_size=8"])
+        out[name] = make_checkpoint(cfg, folder / f"{name}.ckpt")
+    return out

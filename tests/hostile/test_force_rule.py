@@ -18,25 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from hostile_helpers import series_files, snapshot
+from hostile_helpers import series_files, snapshot, untrained_checkpoints
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "cpu"
 
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory) -> dict[str, Path]:
     """Untrained tiny checkpoints (milliseconds): a CT one and a frame (BAGLS) one."""
-    from medseg.bench.predict import make_checkpoint
-    from medseg.config import load_config
-
-    d = tmp_path_factory.mktemp("force_ckpts")
-    out = {}
-    for name, base in (("ct", "pancreas_unet.yaml"), ("frame", "bagls_unet.yaml")):
-        cfg = load_config(CONFIGS / base, [f"data.root={d}", "data.size=[32,32]", "model.base_channels=2",
-                                           "model.depth=2", "eval.batch_size=8"])
-        out[name] = make_checkpoint(cfg, d / f"{name}.ckpt")
-    return out
+    return untrained_checkpoints(tmp_path_factory.mktemp("force_ckpts"))
 
 
 @pytest.fixture
