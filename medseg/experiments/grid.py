@@ -516,11 +516,15 @@ def comparable(resolved: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
-    """The first dotted key where two nested mappings differ: (key, old, new)."""
+    """The first dotted key where two nested mappings differ: (key, old, new). A key the old
+    mapping lacks and the new one has as ``None`` is no difference (a config key added since,
+    whose null default is the old behaviour: ``data.train_size``, ``train.samples_per_epoch``)."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         for k in sorted(set(old) | set(new), key=str):
             key = f"{prefix}.{k}" if prefix else str(k)
             if k not in old:
+                if new[k] is None:
+                    continue
                 return key, "<absent>", new[k]
             if k not in new:
                 return key, old[k], "<absent>"

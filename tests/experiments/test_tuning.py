@@ -258,3 +258,14 @@ def test_growing_by_a_size_keeps_the_split_file(tiny_overrides, tmp_path):
     assert ran == ["runs/pancreas/unet/none_data.train_size=2/repeat0"]
     after = (out / "split.json").stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # never redrawn
+
+
+def test_a_config_key_added_since_with_its_null_default_is_no_difference():
+    from medseg.experiments.grid import first_difference
+
+    old = {"datasets": {"pancreas": {"data": {"size": [64, 64]}, "train": {"epochs": 2}}}}
+    new = {"datasets": {"pancreas": {"data": {"size": [64, 64], "train_size": None},
+                                     "train": {"epochs": 2, "samples_per_epoch": None}}}}
+    assert first_difference(old, new) is None
+    new["datasets"]["pancreas"]["data"]["train_size"] = 2
+    assert first_difference(old, new) == ("datasets.pancreas.data.train_size", "<absent>", 2)
