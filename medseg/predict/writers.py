@@ -212,8 +212,13 @@ def check_targets(plans: Sequence[OutputPlan], force: bool,
                                   "same name); predict them into separate folders")
             seen[key] = target
             check_output_file(target, force=force, inputs=sources, what="prediction")
+    input_folders = {Path(os.path.abspath(p)).parent for p in sources if Path(p).is_file()}
     for plan in plans:  # --force: an existing file under an output name must look like medseg's
         for role, target in plan.paths.items():
+            if target.is_file() and Path(os.path.abspath(target)).parent in input_folders:
+                raise MedsegError(f"{target}: exists in a folder of this command's inputs, where a file of "
+                                  "yours (a label, say) cannot be told from an earlier prediction; refusing "
+                                  "to replace it even with --force (predict into another --output folder)")
             if target.is_file():
                 problem = foreign_content(role, target)
                 if problem:

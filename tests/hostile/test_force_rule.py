@@ -114,20 +114,37 @@ def test_predict_two_frames_a_and_a_mask_into_their_own_folder(cli, ckpts, frame
 
 
 def test_predict_a_folder_of_frames_into_itself_never_overwrites_a_users_frame(cli, ckpts, frames):
-    """Expanding the folder skips ``a_mask.png`` (predict's own naming); with --force it is
-    replaced only if its content is a mask medseg wrote (0/255), never the user's frame."""
+    """Expanding the folder skips ``a_mask.png`` (predict's own naming); with --force an existing
+    file among the inputs is never replaced: the user's frame or label cannot be told from a mask."""
     before = snapshot(frames)
     r = cli("predict", "--checkpoint", ckpts["frame"], "--output", frames, "--force", "--no-progress", frames)
-    r.one_error_line(str(frames / "a_mask.png"), "not a medseg mask", "even with --force")
+    r.one_error_line(str(frames / "a_mask.png"), "folder of this command's inputs", "even with --force")
     assert snapshot(frames) == before
 
 
-def test_predict_force_replaces_its_own_earlier_mask_in_the_frames_folder(cli, ckpts, frames):
+def test_predict_force_among_the_inputs_keeps_even_its_own_earlier_mask(cli, ckpts, frames):
     (frames / "a_mask.png").unlink()
     argv = ("predict", "--checkpoint", ckpts["frame"], "--output", frames, "--no-progress", frames / "a.png")
     assert cli(*argv).rc == 0
-    assert cli(*argv, "--force").rc == 0
-    assert sorted(p.name for p in frames.iterdir()) == ["a.png", "a_mask.png"]
+    before = snapshot(frames)
+    cli(*argv, "--force").one_error_line(str(frames / "a_mask.png"), "another --output folder")
+    assert snapshot(frames) == before
+
+
+def test_predict_force_into_the_input_folder_keeps_a_users_uint8_label(cli, ckpts, scan, tmp_path):
+    """Found by an independent sweep: a user's uint8 label ``a_mask.nii.gz`` next to ``a.nii.gz``
+    looks exactly like a mask medseg writes; --force into that folder must keep it."""
+    import SimpleITK as sitk
+
+    folder = tmp_path / "pf"
+    folder.mkdir()
+    shutil.copy(scan, folder / "a.nii.gz")
+    label = sitk.Cast(sitk.ReadImage(str(scan)) > 0, sitk.sitkUInt8)
+    sitk.WriteImage(label, str(folder / "a_mask.nii.gz"))
+    before = snapshot(folder)
+    r = cli("predict", "--checkpoint", ckpts["ct"], "--output", folder, "--force", "--no-progress", folder)
+    r.one_error_line(str(folder / "a_mask.nii.gz"), "even with --force")
+    assert snapshot(folder) == before
 
 
 def test_predict_force_over_a_ct_volume_named_like_the_mask_is_refused(cli, ckpts, scan, tmp_path):
