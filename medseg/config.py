@@ -386,8 +386,9 @@ class TrainConfig(Section):
                          "auto: 16-mixed on GPU, 32 on CPU")
     num_threads: int | None = key(None, _int(lo=1, optional=True), "CPU threads for torch (null: torch default)")
     limit_train_batches: int | float | None = key(None, _limit, "cap on batches per epoch (int) or fraction (float)")
-    samples_per_epoch: int | None = key(None, _int(lo=1, optional=True),
-                                        "training draws per epoch (null: one pass over the training slices); "
+    samples_per_epoch: int | None = key(None, _int(lo=1, hi=10_000_000, optional=True),
+                                        "training draws per epoch, at most 10,000,000 (null: one pass over the "
+                                        "training slices); "
                                         "fixed, it gives every training-set size the same number of steps "
                                         "(learning curves)")
     check_val_every_n_epoch: int = key(1, _int(lo=1), "validate every N epochs")

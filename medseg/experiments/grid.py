@@ -220,6 +220,7 @@ def read_experiment(path: str | os.PathLike | None, overrides: Iterable[str] = (
                      "repeats": repeats, "folds": folds, "run_folds": run_folds}
     # written only when used, so an experiment without them keeps its experiment.yaml
     train_sizes = _train_sizes(grid, sweep)
+    _check_train_sizes(train_sizes, datasets)
     if train_sizes is not None:
         resolved_grid["train_sizes"] = train_sizes
     from .tuning import resolve_candidates
@@ -398,6 +399,24 @@ def _train_sizes(grid: Mapping[str, Any], sweep: Mapping[str, list[Any]]) -> lis
     if TRAIN_SIZE_KEY in sweep:
         raise ConfigError(f"experiment key 'grid.sweep.{TRAIN_SIZE_KEY}': use grid.train_sizes (not both)")
     return sorted(sizes)
+
+
+def _check_train_sizes(sizes: list[int] | None, datasets: Mapping[str, Mapping[str, Any]]) -> None:
+    """``grid.train_sizes`` sets every run's ``data.train_size``: not also the base's, and each size
+    must fit the split's training scans (named as the grid key the user wrote)."""
+    from ..config import training_count
+
+    if not sizes:
+        return
+    for label, cfg in datasets.items():
+        data = cfg["data"]
+        if data.get("train_size") is not None:
+            raise ConfigError(f"experiment key 'grid.train_sizes' sets data.train_size of every run; the "
+                              f"{label} config's data.train_size ({data['train_size']}) would be ignored: "
+                              "remove one of them")
+        if not data.get("split_file") and max(sizes) > training_count(data):
+            raise ConfigError(f"experiment key 'grid.train_sizes': {max(sizes)} training scans asked for, but "
+                              f"the {label} split has {training_count(data)}")
 
 
 def _resources(grid: Mapping[str, Any]) -> dict[str, int | float]:

@@ -201,6 +201,12 @@ def plain_config(obj: Any) -> Any:
 def check_folder(out_dir: Path, resolved: Mapping[str, Any], force: bool) -> dict[str, Any] | None:
     """Refuse a folder holding another experiment, or a change to a finished run (unless
     force); return the old experiment when the config differs (None otherwise)."""
+    from ..io import folder_kind
+
+    kind = folder_kind(out_dir) if out_dir.is_dir() else None
+    if kind not in (None, "experiment"):  # a dataset, run, cache … medseg made: never taken over
+        raise MedsegError(f"{out_dir}: is a medseg {kind} folder, not an experiment; refusing to write an "
+                          "experiment into it even with --force (choose another --out)")
     old = load_experiment_file(out_dir)
     if old is None:
         if out_dir.exists() and any(out_dir.iterdir()) and not force:

@@ -75,7 +75,9 @@ def test_tune_values_override_a_methods_candidates():
      "candidate twice"),
     ({"regularizers": ["none"], "train_sizes": [2, 2]}, "lists a size twice"),
     ({"regularizers": ["none"], "train_sizes": [0]}, "integers >= 1"),
-    ({"regularizers": ["none"], "train_sizes": [9]}, "data.train_size' is 9 but the split has 8 training scans"),
+    ({"regularizers": ["none"], "train_sizes": [9]}, "grid.train_sizes': 9 training scans asked for, but the "
+                                                      "pancreas split has 8"),
+    ({"regularizers": ["none"], "train_sizes": [99999999999999999999]}, "grid.train_sizes'"),
     ({"regularizers": ["none"], "train_sizes": [2], "sweep": {"data.train_size": [4]}}, "not both"),
 ])
 def test_bad_tuning_and_size_keys_are_refused_naming_the_key(grid, match):
@@ -269,3 +271,26 @@ def test_a_config_key_added_since_with_its_null_default_is_no_difference():
     assert first_difference(old, new) is None
     new["datasets"]["pancreas"]["data"]["train_size"] = 2
     assert first_difference(old, new) == ("datasets.pancreas.data.train_size", "<absent>", 2)
+
+
+def test_train_sizes_and_a_base_train_size_are_not_both_taken():
+    with pytest.raises(ConfigError, match="data.train_size \\(2\\) would be ignored"):
+        read_experiment(None, ["grid.train_sizes=[1]", "data.train_size=2"], raw={"base": str(BASE)})
+    with pytest.raises(ConfigError, match="train.samples_per_epoch"):
+        read_experiment(None, ["train.samples_per_epoch=99999999999999999999"], raw={"base": str(BASE)})
+
+
+@pytest.mark.parametrize("text", ["grid: {tune: maybe}", "grid: {tune: {dropout: 5}}", "[1, 2, 3]", "grid: 7"])
+def test_report_of_a_damaged_experiment_file_is_one_line(tmp_path, capsys, text):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    row = {c: "0" for c in results_mod.COLUMNS}
+    row.update(dataset="pancreas", model="unet", regularizer="none", params="{}", case_id="a", dice="0.5",
+               iou="0.4", hd95="1", nsd="0.5", best_val_dice="0.6", run_dir="runs/x")
+    (exp / "results.csv").write_text(",".join(results_mod.COLUMNS) + "\n" + ",".join(row[c] for c in results_mod.COLUMNS)
+                                     + "\n")
+    (exp / "experiment.yaml").write_text(text)
+    assert main(["report", str(exp), "--no-qualitative"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().startswith(f"medseg: error: {exp / 'experiment.yaml'}")
+    assert not (exp / "report").exists()

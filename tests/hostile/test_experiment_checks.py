@@ -79,3 +79,20 @@ def test_a_lost_split_with_finished_runs_is_not_redrawn(cli, tmp_path, config_fi
     r = cli("experiment", "--config", grown, "--out", out, "--no-progress", "--force")
     r.one_error_line(str(out / "split.json"), "missing")
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("kind", ["synth", "cache", "run"])
+def test_force_never_takes_over_another_medseg_folder(cli, tmp_path, config_file, kind):
+    """Found by an independent sweep: --force wrote an experiment into the synthetic dataset
+    folder it read (the marker became an experiment's)."""
+    from medseg.io import mark_folder
+
+    folder = tmp_path / kind
+    folder.mkdir()
+    mark_folder(folder, kind)
+    (folder / "something").write_text("x")
+    before = snapshot(folder)
+    r = cli("experiment", "--config", _experiment(tmp_path, config_file), "--out", folder, "--force",
+            "--no-progress")
+    r.one_error_line(str(folder), f"medseg {kind} folder")
+    assert snapshot(folder) == before

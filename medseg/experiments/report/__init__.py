@@ -119,7 +119,7 @@ def write_tables(out: Path, a: Analysis) -> None:
 def _document(exp_dir: Path, out: Path, a: Analysis, experiment: Any, qualitative: bool, n_slices: int,
               extra_sections: Sequence[markdown.Section]) -> str:
     """Draw the figures and assemble ``report.md``."""
-    tune = tuned.tuning_of(experiment)
+    tune = tuned.tuning_of(experiment, exp_dir / "experiment.yaml")
     if tune:  # grid.tune: the chosen candidates' analysis, also the learning curve's
         ta, choices = tuned.tuned_analysis(a, tune)
         tuned.write_files(out, ta, choices)
@@ -159,6 +159,10 @@ def write_report(exp_dir: str | Path, *, force: bool = False, qualitative: bool 
     elif target.exists() or target.is_symlink():
         raise MedsegError(f"{target}: report exists (use --force to replace it)")
     experiment = _load_yaml(exp_dir / "experiment.yaml")
+    if experiment is not None and (not isinstance(experiment, dict)
+                                   or not isinstance(experiment.get("grid", {}), dict)):
+        raise MedsegError(f"{exp_dir / 'experiment.yaml'}: not a medseg experiment file (damaged?)")
+    tuned.tuning_of(experiment, exp_dir / "experiment.yaml")  # checked before any work
     a = analyse(rows, failed_threshold(experiment, failed_below), best_val=lambda d: best_val_dice(exp_dir / d))
     sections = markdown.EXTRA_SECTIONS if extra_sections is None else tuple(extra_sections)
     with atomic_dir(target) as out:

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from ...errors import MedsegError
 from ..tuning import Choice, budget, run_scores, select, tuned_parameters, tuned_rows
 from .statistics import BASELINE, Analysis, analyse
 from .tables import SUMMARY_COLUMNS, comparison_markdown, comparisons_csv, fmt, md_table, metric_name, \
@@ -24,9 +25,15 @@ CHOICE_COLUMNS = ["dataset", "model", "method", "repeat", "fold", "chosen", "bes
                   "n_candidates", "run_dir"]
 
 
-def tuning_of(experiment: Mapping[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
-    """The experiment's candidates per method ({} when it was not tuned)."""
-    return dict(((experiment or {}).get("grid") or {}).get("tune") or {})
+def tuning_of(experiment: Mapping[str, Any] | None, path: Path | str = "experiment.yaml"
+              ) -> dict[str, list[dict[str, Any]]]:
+    """The experiment's candidates per method ({} when it was not tuned); a damaged
+    ``grid.tune`` is one error naming the file."""
+    tune = ((experiment or {}).get("grid") or {}).get("tune") or {}
+    if not isinstance(tune, Mapping) or any(
+            not isinstance(c, list) or not c or not all(isinstance(x, Mapping) for x in c) for c in tune.values()):
+        raise MedsegError(f"{path}: grid.tune is not a list of candidates per method (damaged?)")
+    return {str(k): [dict(x) for x in v] for k, v in tune.items()}
 
 
 def tuned_analysis(a: Analysis, tune: Mapping[str, list[Mapping[str, Any]]]) -> tuple[Analysis, list[Choice]]:
