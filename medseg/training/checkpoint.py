@@ -317,3 +317,43 @@ def compatibility_problem(meta: Any, cfg: Mapping[str, Any],
                 return (f"checkpoint {label} is {have.get(key)!r}, the run's is "
                         f"{want[section].get(key)!r}")
     return None
+
+
+def _run_model_checkpoint_class():
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    class RunModelCheckpoint(ModelCheckpoint):
+        """Lightning's ``ModelCheckpoint`` that keeps its best score across the run folder's move.
+
+        A run trains in its staging folder ``.<run>.new`` and is renamed to ``<run>`` when
+        complete, so a ``--resume`` finds ``dirpath`` changed. Lightning then drops
+        ``best_model_score``, and the first resumed epoch would replace ``best.ckpt`` however
+        bad it is. Here a state saved in another run's ``checkpoints/`` folder is re-rooted in
+        this one (paths by file name) and restored in full.
+        """
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            saved = state_dict.get("dirpath")
+            if saved and self.dirpath and saved != self.dirpath and Path(saved).name == Path(self.dirpath).name:
+                state_dict = _rerooted(state_dict, Path(self.dirpath))
+            super().load_state_dict(state_dict)
+
+    return RunModelCheckpoint
+
+
+def _rerooted(state: dict[str, Any], folder: Path) -> dict[str, Any]:
+    def moved(p: Any) -> Any:
+        return str(folder / Path(p).name) if isinstance(p, str) and p else p
+
+    out = {**state, "dirpath": str(folder)}
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        if key in out:
+            out[key] = moved(out[key])
+    if isinstance(out.get("best_k_models"), dict):
+        out["best_k_models"] = {moved(k): v for k, v in out["best_k_models"].items()}
+    return out
+
+
+def run_model_checkpoint(**kwargs: Any):
+    """A :class:`RunModelCheckpoint` (``ModelCheckpoint`` whose best score survives the run's move)."""
+    return _run_model_checkpoint_class()(**kwargs)

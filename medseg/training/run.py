@@ -201,18 +201,20 @@ def CheckedTensorBoardLogger(*args, **kwargs):  # noqa: N802 - a class factory (
 def make_trainer(cfg: Mapping[str, Any], run_dir: Path | None, *, progress: bool = True,
                  for_eval: bool = False):
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from .checkpoint import run_model_checkpoint
 
     t = cfg["train"]
     callbacks, loggers = [], False
     if not for_eval and run_dir is not None:
-        callbacks.append(ModelCheckpoint(
+        callbacks.append(run_model_checkpoint(
             dirpath=run_dir / "checkpoints", filename="best", monitor="val_dice", mode="max",
             save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False,
         ))
         # last.ckpt at every epoch end: Lightning's save_last=True saves it only in epochs
         # that improved the best, so a run killed later would lose every epoch since then
-        callbacks.append(ModelCheckpoint(
+        callbacks.append(run_model_checkpoint(
             dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
             save_on_train_epoch_end=True, enable_version_counter=False, auto_insert_metric_name=False,
         ))

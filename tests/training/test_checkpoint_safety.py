@@ -125,3 +125,30 @@ def test_real_checkpoint_loads_with_weights_only(pancreas_run):
     with torch.no_grad():
         out = model(torch.rand(2, pre["channels"], h, w))
     assert out.shape == (2, meta["out_channels"], h, w)
+
+
+def test_the_best_score_survives_the_run_folders_move(tmp_path, recwarn):
+    """A run trains in .<run>.new and is renamed; on --resume Lightning's ModelCheckpoint saw
+    another dirpath and dropped best_model_score, so the first resumed epoch replaced best.ckpt
+    however bad (found by an independent sweep)."""
+    import torch
+
+    from medseg.training.checkpoint import run_model_checkpoint
+
+    staged, final = tmp_path / ".r0.new" / "checkpoints", tmp_path / "r0" / "checkpoints"
+    final.mkdir(parents=True)
+    saved = {"monitor": "val_dice", "best_model_score": torch.tensor(0.8), "best_model_path": str(staged / "best.ckpt"),
+             "current_score": torch.tensor(0.7), "dirpath": str(staged),
+             "best_k_models": {str(staged / "best.ckpt"): torch.tensor(0.8)},
+             "kth_best_model_path": str(staged / "best.ckpt"), "kth_value": torch.tensor(0.8),
+             "last_model_path": ""}
+    cb = run_model_checkpoint(dirpath=final, filename="best", monitor="val_dice", mode="max", save_top_k=1)
+    cb.load_state_dict(dict(saved))
+    assert float(cb.best_model_score) == pytest.approx(0.8) and cb.best_model_path == str(final / "best.ckpt")
+    assert list(cb.best_k_models) == [str(final / "best.ckpt")]
+    assert not [w for w in recwarn if "dirpath has changed" in str(w.message)]
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    plain = ModelCheckpoint(dirpath=final, filename="best", monitor="val_dice", mode="max", save_top_k=1)
+    plain.load_state_dict(dict(saved))
+    assert plain.best_model_score is None  # what Lightning alone does (the control)
