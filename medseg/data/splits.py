@@ -196,16 +196,19 @@ def train_subset(train: list[str], size: int, seed: int, fold: int = 0) -> list[
     return [train[i] for i in order[:size]]
 
 
-def resolve_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The split a run uses: :func:`full_split`, narrowed to ``data.fold`` when ``data.folds`` > 1
-    and to ``data.train_size`` training cases (:func:`train_subset`) when that is set."""
-    split = full_split(data_cfg)
+def narrow_split(split: Mapping[str, Any], data_cfg: Mapping[str, Any], where: str = "split") -> dict[str, Any]:
+    """A full split narrowed to what one run uses: its fold when ``data.folds`` > 1, and its
+    ``data.train_size`` training cases (:func:`train_subset`) when that is set."""
     k = int(data_cfg.get("folds", 1))
-    if k > 1:
-        split = select_fold(split, int(data_cfg["fold"]), k, data_cfg.get("split_file") or "split")
+    out = select_fold(split, int(data_cfg["fold"]), k, where) if k > 1 else dict(split)
     size = data_cfg.get("train_size")
     if size is None:
-        return split
-    seed = int(split.get("seed", data_cfg["split_seed"]))  # the seed the split was drawn with
-    subset = train_subset(list(split["train"]), int(size), seed, int(data_cfg.get("fold", 0)))
-    return {**split, "train": subset, "train_size": int(size)}
+        return out
+    seed = int(out.get("seed", data_cfg["split_seed"]))  # the seed the split was drawn with
+    subset = train_subset(list(out["train"]), int(size), seed, int(data_cfg.get("fold", 0)))
+    return {**out, "train": subset, "train_size": int(size)}
+
+
+def resolve_split(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The split a run uses: :func:`full_split`, narrowed by :func:`narrow_split`."""
+    return narrow_split(full_split(data_cfg), data_cfg, data_cfg.get("split_file") or "split")

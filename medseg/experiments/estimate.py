@@ -53,7 +53,7 @@ def _count_slices(image: str, dataset: str) -> int:
 
 def slice_counts(cfg: Mapping[str, Any], split_path: Path | None = None) -> tuple[dict[str, int], str]:
     """Slices in train/val/test for a config's dataset and how they were counted."""
-    from ..data.splits import load_split, make_split
+    from ..data.splits import load_split, make_split, narrow_split
 
     data = cfg["data"]
     try:
@@ -70,24 +70,10 @@ def slice_counts(cfg: Mapping[str, Any], split_path: Path | None = None) -> tupl
         return ({"train": data.get("train_size") or data["train_frames"], "val": data["val_frames"],
                  "test": data["test_frames"] or BAGLS_TEST_FRAMES},
                 "data not found: frame counts from the config")
-    split = _narrowed(split, data)
+    split = narrow_split(split, data)  # the run's fold and training subset
     counts = {name: sum(_count_slices(split["cases"][c]["image"], data["dataset"]) for c in split[name])
               for name in ("train", "val", "test")}
     return counts, "slices counted from the split's files"
-
-
-def _narrowed(split: Mapping[str, Any], data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The run's view of a grid's split: its fold, and its ``data.train_size`` training cases."""
-    from ..data.splits import select_fold, train_subset
-
-    k = int(data.get("folds", 1))
-    if k > 1 and split.get("folds"):
-        split = select_fold(split, int(data["fold"]), k)
-    if data.get("train_size"):
-        seed = int(split.get("seed", data["split_seed"]))
-        split = {**split, "train": train_subset(list(split["train"]), int(data["train_size"]), seed,
-                                                int(data.get("fold", 0)))}
-    return split
 
 
 def _device(cfg: Mapping[str, Any]):

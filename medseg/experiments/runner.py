@@ -279,32 +279,29 @@ def check_splits(out_dir: Path, resolved: Mapping[str, Any], plan: list[RunSpec]
     for label, cfg in resolved["datasets"].items():
         path = out_dir / split_file_name(resolved, label)
         if path.exists() or path.is_symlink():
-            load_split(path, cfg["data"]["dataset"])  # names the file and the problem
+            split = load_split(path, cfg["data"]["dataset"])  # names the file and the problem
         elif finished.get(label):
             raise MedsegError(f"{path}: missing, but {len(finished[label])} finished run(s) of this experiment "
                               "were trained and tested on it; a new draw could differ, so it is not redrawn: "
                               "restore the file, or run the experiment into a new --out")
         else:
-            drawn[label] = full_split(cfg["data"])
-        split = drawn.get(label) or load_split(path, cfg["data"]["dataset"])
+            split = drawn[label] = full_split(cfg["data"])
         _check_train_sizes(path, split, [s for s in plan or [] if s.dataset == label])
     return drawn
 
 
 def _check_train_sizes(path: Path, split: Mapping[str, Any], specs: list[RunSpec]) -> None:
     """A run's ``data.train_size`` larger than its fold's training scans: refused before any run."""
-    from ..data.splits import select_fold
+    from ..data.splits import narrow_split
 
     for s in specs:
         data = s.config["data"]
-        size = data.get("train_size")
-        if size is None:
+        if data.get("train_size") is None:
             continue
-        k = int(data.get("folds", 1))
-        train = split["train"] if k == 1 else select_fold(split, s.fold, k, str(path))["train"]
-        if size > len(train):
-            raise ConfigError(f"experiment key 'grid.train_sizes': {size} training scans asked for, but "
-                              f"{path.name} has {len(train)} for run {s.rel_dir}")
+        train = narrow_split(split, {**data, "train_size": None}, str(path))["train"]
+        if data["train_size"] > len(train):
+            raise ConfigError(f"experiment key 'grid.train_sizes': {data['train_size']} training scans asked "
+                              f"for, but {path.name} has {len(train)} for run {s.rel_dir}")
 
 
 def ensure_splits(out_dir: Path, resolved: Mapping[str, Any],

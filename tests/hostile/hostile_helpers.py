@@ -68,3 +68,14 @@ def untrained_checkpoints(folder: Path) -> dict[str, Path]:
                                            "model.depth=2", "eval.batch_size=8"])
         out[name] = make_checkpoint(cfg, folder / f"{name}.ckpt")
     return out
+
+
+def resume_config(run: Path, folder: Path, **train) -> Path:
+    """The run's own config as ``folder/resume.yaml``, with ``train`` overrides (to resume it)."""
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["train"].update(train)
+    f = folder / "resume.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f

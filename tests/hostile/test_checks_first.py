@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from hostile_helpers import snapshot
+from hostile_helpers import resume_config, snapshot
 
 
 def _entries(folder):
@@ -159,12 +159,6 @@ def _pretend_trained(run, epochs):
         torch.save(ckpt, f)
 
 
-def _cfg(run, tmp_path, **train):
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["train"].update(train)
-    f = tmp_path / "resume.yaml"
-    f.write_text(yaml.safe_dump(cfg))
-    return f
 
 
 @pytest.mark.slow
@@ -175,7 +169,7 @@ def test_resume_with_fewer_epochs_than_trained_is_refused_up_front(cli, run_copy
     log = run_copy / "logs" / "metrics.csv"
     assert "test_dice" in log.read_text()
     before = snapshot(run_copy)
-    r = cli("train", "--config", _cfg(run_copy, tmp_path, epochs=asked), "--out", run_copy, "--resume",
+    r = cli("train", "--config", resume_config(run_copy, tmp_path, epochs=asked), "--out", run_copy, "--resume",
             "--no-progress")
     line = r.one_error_line("train.epochs", f"{trained} epochs")
     assert f"train.epochs >= {trained}" in line

@@ -10,20 +10,13 @@ import pytest
 import torch
 import yaml
 
-from hostile_helpers import snapshot, tiny_run_config
+from hostile_helpers import resume_config, snapshot, tiny_run_config
 
 pytestmark = pytest.mark.slow
 
 OUTPUTS = ("metrics.json", "cases.csv")
 
 
-def _cfg_file(run, tmp_path, **train):
-    """The run's own config as a file, with train overrides (to resume for more epochs)."""
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["train"].update(train)
-    f = tmp_path / "resume.yaml"
-    f.write_text(yaml.safe_dump(cfg))
-    return f
 
 
 def _outputs(run):
@@ -37,7 +30,7 @@ def test_resume_skips_a_damaged_last_checkpoint_and_says_which(cli, run_copy, tm
     raw = last.read_bytes()
     last.write_bytes({"truncated": raw[: len(raw) // 2], "zero_bytes": b"",
                       "random_bytes": os.urandom(4096)}[damage])
-    r = cli("train", "--config", _cfg_file(run_copy, tmp_path, epochs=2), "--out", run_copy, "--resume",
+    r = cli("train", "--config", resume_config(run_copy, tmp_path, epochs=2), "--out", run_copy, "--resume",
             "--no-progress")
     assert r.rc == 0, r.err
     assert f"resuming from {run_copy / 'checkpoints' / 'best.ckpt'} (epoch 1 done)" in r.out
@@ -52,7 +45,7 @@ def test_resume_with_no_complete_checkpoint_is_one_line(cli, run_copy, tmp_path,
         raw = f.read_bytes()
         f.write_bytes(raw[: len(raw) // 3] if damage == "truncated" else b"")
     before = snapshot(run_copy)
-    r = cli("train", "--config", _cfg_file(run_copy, tmp_path, epochs=2), "--out", run_copy, "--resume",
+    r = cli("train", "--config", resume_config(run_copy, tmp_path, epochs=2), "--out", run_copy, "--resume",
             "--no-progress")
     r.one_error_line(str(run_copy / "checkpoints" / "last.ckpt"), "no complete checkpoint")
     assert snapshot(run_copy) == before
@@ -68,7 +61,7 @@ def test_resume_with_a_wrong_shape_checkpoint(cli, run_copy, tmp_path, tiny_panc
         ckpt["state_dict"] = other.state_dict()
         torch.save(ckpt, f)
     before = snapshot(run_copy)
-    r = cli("train", "--config", _cfg_file(run_copy, tmp_path, epochs=2), "--out", run_copy, "--resume",
+    r = cli("train", "--config", resume_config(run_copy, tmp_path, epochs=2), "--out", run_copy, "--resume",
             "--no-progress")
     r.one_error_line(str(run_copy / "checkpoints"), "do not fit")
     assert snapshot(run_copy) == before
@@ -81,7 +74,7 @@ def test_resume_keeps_the_metrics_history(cli, run_copy, tmp_path):
     # the finished run logged epoch 0 (train/val) and its test scores after it (epoch 1)
     old_rows = [r for r in csv.DictReader(open(log)) if r["epoch"] == "0"]
     assert old_rows
-    r = cli("train", "--config", _cfg_file(run_copy, tmp_path, epochs=2), "--out", run_copy, "--resume",
+    r = cli("train", "--config", resume_config(run_copy, tmp_path, epochs=2), "--out", run_copy, "--resume",
             "--no-progress")
     assert r.rc == 0, r.err
     rows = list(csv.DictReader(open(log)))
@@ -92,7 +85,7 @@ def test_resume_keeps_the_metrics_history(cli, run_copy, tmp_path):
 
 
 def test_resume_with_a_different_model_config_is_refused(cli, run_copy, tmp_path):
-    cfg = _cfg_file(run_copy, tmp_path, epochs=2)
+    cfg = resume_config(run_copy, tmp_path, epochs=2)
     before = snapshot(run_copy)
     r = cli("train", "--config", cfg, "--out", run_copy, "--resume", "--no-progress", "model.base_channels=3")
     r.one_error_line(str(run_copy / "config.yaml"), "'model'")
@@ -101,7 +94,7 @@ def test_resume_with_a_different_model_config_is_refused(cli, run_copy, tmp_path
 
 @pytest.mark.parametrize("damage", ["random_bytes", "list_valued", "missing", "duplicate_keys", "bad_value"])
 def test_resume_with_a_damaged_run_config(cli, run_copy, tmp_path, damage):
-    cfg = _cfg_file(run_copy, tmp_path, epochs=2)
+    cfg = resume_config(run_copy, tmp_path, epochs=2)
     _damage_config(run_copy / "config.yaml", damage)
     before = snapshot(run_copy)
     r = cli("train", "--config", cfg, "--out", run_copy, "--resume", "--no-progress")
@@ -208,7 +201,7 @@ def _nan_label(root):
 
 def test_force_over_a_good_run_with_unreadable_data_keeps_the_old_run(cli, run_copy, pancreas_copy, tmp_path):
     _nan_label(pancreas_copy)
-    cfg = _cfg_file(run_copy, tmp_path)
+    cfg = resume_config(run_copy, tmp_path)
     before = snapshot(run_copy)
     r = cli("train", "--config", cfg, "--out", run_copy, "--force", "--no-progress",
             f"data.root={pancreas_copy}", f"data.cache_dir={tmp_path / 'cache2'}")
@@ -235,7 +228,7 @@ def test_a_failed_fresh_run_leaves_nothing_and_a_rerun_works(cli, pancreas_copy,
 
 
 def test_force_over_a_real_run_replaces_it(cli, run_copy, tmp_path):
-    cfg = _cfg_file(run_copy, tmp_path)
+    cfg = resume_config(run_copy, tmp_path)
     old_last = (run_copy / "checkpoints" / "last.ckpt").read_bytes()
     (run_copy / "drops.csv").write_text("slot\n")  # written by `medseg drops`
     (run_copy / ".metrics.json.k3x9.tmp").write_text("{")  # an atomic write cut by a kill
