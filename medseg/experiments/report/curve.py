@@ -49,7 +49,8 @@ def curve_points(a: Analysis, dataset: str) -> list[dict[str, Any]]:
         if c["dataset"] != dataset or size is None:
             continue
         low, high = bootstrap_ci(case_dice[(c["model"], c["regularizer"], c["params"])])
-        out.append({"dataset": dataset, "model": c["model"], "method": method, "train_size": size,
+        out.append({"dataset": dataset, "model": c["model"], "regularizer": c["regularizer"], "method": method,
+                    "train_size": size,
                     "n_repeats": c["n_repeats"], "dice_mean": c["dice_mean"], "dice_std": c["dice_std"],
                     "dice_ci_low": low, "dice_ci_high": high, "dice_delta": c["dice_delta"],
                     "dice_delta_ci_low": c["dice_delta_ci_low"], "dice_delta_ci_high": c["dice_delta_ci_high"]})
@@ -107,7 +108,7 @@ def _verdicts(points: list[Mapping[str, Any]]) -> list[str]:
     lines = []
     for size in sorted({p["train_size"] for p in points}):
         others = [p for p in points if p["train_size"] == size and not math.isnan(p["dice_delta"])
-                  and not p["method"].startswith(BASELINE)]
+                  and p["regularizer"] != BASELINE]
         helps = [p["method"] for p in others if p["dice_delta_ci_low"] > 0]
         hurts = [p["method"] for p in others if p["dice_delta_ci_high"] < 0]
         text = (f"helps: {', '.join(helps)}" if helps else "no method's CI is above 0")
